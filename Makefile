@@ -1,0 +1,119 @@
+# multifd — GNU Make build.  `make` builds build/multifd, the libraries and the tests.
+# Quiet unless V=1.  SANITIZE=address,undefined or SANITIZE=thread for sanitizer builds
+# (they go to their own build directory so they never mix objects with the normal build).
+
+VERSION_MAJOR := 0
+VERSION_MINOR := 1
+VERSION_PATCH := 0
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC       ?= cc
+PKG_DEPS := zlib libzstd liblz4
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD    ?= build
+else
+BUILD    ?= build-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+OPT      ?= -O2 -g
+WERROR   ?= -Werror
+CFLAGS   ?=
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKG_DEPS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKG_DEPS) 2>/dev/null)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation \
+	$(WERROR) $(OPT) -fPIC -fvisibility=hidden -pthread -MMD -MP -Iinclude -Isrc \
+	-DMFD_VERSION_STRING='"$(VERSION)"' $(DEP_CFLAGS)
+LDLIBS   := $(DEP_LIBS) -pthread -lm
+ifneq ($(SANITIZE),)
+BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -DMFD_SANITIZE=1
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+
+ifeq ($(V),1)
+Q :=
+say :=
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2);
+endif
+
+LIB_SRCS  := $(sort $(wildcard src/*/*.c))
+CLI_SRCS  := $(sort $(wildcard cli/*.c))
+VMM_SRCS  := $(sort $(wildcard vmm/*.c))
+VMM_ASM   := $(sort $(wildcard vmm/guest/*.S))
+TEST_SRCS := $(sort $(wildcard tests/t_*.c))
+FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o) $(VMM_SRCS:%.c=$(BUILD)/%.o) $(VMM_ASM:%.S=$(BUILD)/%.o)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
+
+STATIC_LIB := $(BUILD)/libmultifd.a
+SHARED_LIB := $(BUILD)/libmultifd.so.$(VERSION_MAJOR)
+CLI_BIN    := $(BUILD)/multifd
+
+.PHONY: all lib cli tests fuzz test demo deps deps-check clean fuzz-libfuzzer
+all: deps-check lib cli tests fuzz
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+cli: $(CLI_BIN)
+tests: $(TEST_BINS) $(BUILD)/tests/helper_proc
+fuzz: $(FUZZ_BINS)
+
+deps-check:
+	@scripts/deps.sh --check
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.S
+	@mkdir -p $(dir $@)
+	$(call say,AS,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STATIC_LIB): $(LIB_OBJS)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS) src/multifd.map
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,libmultifd.so.$(VERSION_MAJOR) \
+		-Wl,--version-script=src/multifd.map $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(CLI_BIN): $(CLI_OBJS) $(STATIC_LIB)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC_LIB) $(LDLIBS)
+
+# Tests link the static library so they can reach internal (mfd__) symbols too.
+$(BUILD)/tests/%: tests/%.c $(STATIC_LIB) tests/tutil.h
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+# Fuzz targets as plain programs that replay a corpus (fuzz/replay.c supplies main()).
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(call say,CC,$@)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(STATIC_LIB) $(LDLIBS)
+
+# libFuzzer builds (clang): make fuzz-libfuzzer; binaries in build-libfuzzer/.
+fuzz-libfuzzer:
+	$(MAKE) CC=clang BUILD=build-libfuzzer SANITIZE=address,undefined lib
+	@mkdir -p build-libfuzzer/fuzz
+	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	  echo "  FUZZ   build-libfuzzer/fuzz/$$n"; \
+	  clang $(BASE_CFLAGS) -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o build-libfuzzer/fuzz/$$n $$f \
+	    build-libfuzzer/libmultifd.a $(LDLIBS) || exit 1; done
+
+test: deps all
+	@scripts/runtests.sh $(BUILD)
+
+demo: deps all
+	$(CLI_BIN) demo
+
+clean:
+	rm -rf build build-* 
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

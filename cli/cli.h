@@ -1,0 +1,32 @@
+/* cli — the multifd command: a table of subcommands, one file each.  Uses only multifd.h. */
+#ifndef MFD_CLI_H
+#define MFD_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "multifd.h"
+
+struct cli_cmd {
+	const char *name;
+	int (*main)(int argc, char **argv);	/* argv[0] is the command name */
+	const char *summary;
+	void (*usage)(FILE *out);
+};
+
+/* Parse "512M", "2G", "4096", "1.5G" (binary units K/M/G/T).  Returns 0 or -1. */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
+/* Anonymous memory for guest RAM or bench buffers (THP advised).  NULL on failure. */
+void *cli_alloc_mem(uint64_t len);
+void cli_free_mem(void *p, uint64_t len);
+/* Fill memory: "random", "zero" or "pattern", with nthreads threads. */
+int cli_fill(void *p, uint64_t len, const char *fill, unsigned nthreads, uint64_t seed);
+/* Per-page digest sum of a memory range, with nthreads threads (what verify compares). */
+uint64_t cli_digest(const void *p, uint64_t len, uint32_t page_size, unsigned nthreads);
+double cli_now_s(void);
+
+int cmd_bench(int argc, char **argv);
+void cmd_bench_usage(FILE *out);
+
+#endif

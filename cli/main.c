@@ -1,0 +1,57 @@
+/* cli/main — `multifd <command> [options]`: dispatch through the command table. */
+#include <stdio.h>
+#include <string.h>
+#include "cli.h"
+
+static const struct cli_cmd commands[] = {
+	{ "bench", cmd_bench, "measure a transfer between two local processes", cmd_bench_usage },
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: multifd <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "  %-10s %s\n", "help", "show help for a command: multifd help <command>");
+	fprintf(out, "  %-10s %s\n", "version", "print the version");
+}
+
+static const struct cli_cmd *find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "-h") || !strcmp(name, "--help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "version") || !strcmp(name, "--version")) {
+		printf("multifd %s\n", mfd_version());
+		return 0;
+	}
+	if (!strcmp(name, "help")) {
+		const struct cli_cmd *c = argc > 2 ? find(argv[2]) : NULL;
+		if (c)
+			c->usage(stdout);
+		else
+			usage(stdout);
+		return 0;
+	}
+	const struct cli_cmd *c = find(name);
+	if (!c) {
+		fprintf(stderr, "multifd: unknown command '%s'\n", name);
+		usage(stderr);
+		return 2;
+	}
+	return c->main(argc - 1, argv + 1);
+}

@@ -1,0 +1,210 @@
+/*
+ * multifd — move the memory of a running process or VM over many parallel channels.
+ *
+ * This is the only public header.  Everything returns 0 (or a byte count) on success and a
+ * negative code on failure: -errno for system errors, MFD_E* (below -1000) for protocol and
+ * format errors.  mfd_strerror() names every code.  Functions that can fail with details take a
+ * caller-owned struct mfd_error; the first error recorded in it wins.
+ *
+ * The library never prints, exits, aborts or reads the environment.
+ *
+ * A session moves a set of RAM blocks:
+ *
+ *     struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+ *     mfd_session_set(s, MFD_OPT_CHANNELS, 4);
+ *     mfd_ram_block_add(s, "ram0", host, len, 4096, 0);
+ *     mfd_session_connect(s, "tcp:127.0.0.1:4444", &err);    // or mfd_session_listen() + accept
+ *     mfd_session_run(s, &err);                               // blocks until done or failed
+ *     mfd_session_get_stats(s, &st);
+ *     mfd_session_free(s);
+ */
+#ifndef MULTIFD_H
+#define MULTIFD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MFD_API __attribute__((visibility("default")))
+#else
+#define MFD_API
+#endif
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+/* Library-specific error codes.  System errors are returned as -errno instead. */
+enum mfd_errcode {
+	MFD_EBASE = 1000,
+	MFD_EMAGIC = -1001,	/* bad magic number */
+	MFD_EVERSION = -1002,	/* unsupported protocol or file version */
+	MFD_ESESSION = -1003,	/* session id does not match */
+	MFD_ECHANID = -1004,	/* channel id out of range */
+	MFD_EDUPCHAN = -1005,	/* channel connected twice */
+	MFD_EBLOCK = -1006,	/* unknown RAM block */
+	MFD_ERANGE = -1007,	/* offset outside the RAM block */
+	MFD_EALIGN = -1008,	/* offset not aligned to the page size */
+	MFD_EPAGES = -1009,	/* page count over the bound */
+	MFD_ELENGTH = -1010,	/* length field does not match the content */
+	MFD_ETRUNC = -1011,	/* stream ended inside a packet */
+	MFD_ECHECKSUM = -1012,	/* header checksum mismatch */
+	MFD_ETYPE = -1013,	/* unknown or unexpected packet type */
+	MFD_ESEQ = -1014,	/* packet sequence number out of order */
+	MFD_EPAGESIZE = -1015,	/* page size unsupported or different on the two sides */
+	MFD_ECHANCOUNT = -1016,	/* channel count out of range or different */
+	MFD_EFEATURE = -1017,	/* a required feature is not supported */
+	MFD_EBLOCKTABLE = -1018,	/* RAM block tables differ between the two sides */
+	MFD_ECLOSED = -1019,	/* peer closed the connection */
+	MFD_ECANCELED = -1020,	/* canceled by the caller */
+	MFD_EVERIFY = -1021,	/* digest of the destination differs from the source */
+	MFD_EREJECTED = -1022,	/* the peer rejected the stream (its reason is in the message) */
+	MFD_EURI = -1023,	/* malformed URI */
+	MFD_ESTATE = -1024,	/* call not valid in the session's current state */
+	MFD_ECOUNT = -1025,	/* packet or page totals differ from what the source sent */
+	MFD_ELAST = -1026
+};
+
+#define MFD_ERROR_MSG_MAX 256
+
+/* A caller-owned error record.  The first error recorded wins; later ones are dropped.
+ * Zero-initialise it (or call mfd_error_clear) before use. */
+struct mfd_error {
+	int code;			/* 0 or a negative code */
+	int channel;			/* channel index the error happened on, or -1 */
+	char msg[MFD_ERROR_MSG_MAX];	/* human-readable, names the channel and cause */
+};
+
+/* Name of a code (0, -errno or MFD_E*).  Never NULL; the string is static. */
+MFD_API const char *mfd_strerror(int code);
+MFD_API void mfd_error_clear(struct mfd_error *err);
+MFD_API const char *mfd_version(void);
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+enum mfd_role {
+	MFD_OUTGOING = 1,	/* source: sends memory */
+	MFD_INCOMING = 2,	/* destination: receives memory */
+};
+
+enum mfd_option {
+	MFD_OPT_CHANNELS = 1,	/* data channels, 1..MFD_MAX_CHANNELS (default 4) */
+	MFD_OPT_BATCH_PAGES,	/* pages per RAM packet, 1..MFD_MAX_BATCH_PAGES (default 512) */
+	MFD_OPT_VERIFY,		/* 1: digest every block on both sides and compare (default 0) */
+	MFD_OPT_QUEUE_DEPTH,	/* jobs queued per worker before submit blocks (default 4) */
+	MFD_OPT_TIMEOUT_MS,	/* connect / handshake / idle timeout (default 10000; 0 = none) */
+	MFD_OPT_ZERO_DETECT,	/* 1: send all-zero pages as offsets only (default 1) */
+};
+
+#define MFD_MAX_CHANNELS 64
+#define MFD_MAX_BATCH_PAGES 1024
+#define MFD_MAX_BLOCKS 256
+#define MFD_MAX_NAME 255
+
+struct mfd_session;
+
+/* Create a session; NULL when out of memory.  Free with mfd_session_free (NULL is fine). */
+MFD_API struct mfd_session *mfd_session_new(enum mfd_role role);
+MFD_API void mfd_session_free(struct mfd_session *s);
+
+/* Set an option before connect/listen.  Returns 0, -EINVAL (value out of range) or MFD_ESTATE. */
+MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t value);
+
+/* Flags for mfd_ram_block_add. */
+#define MFD_BLOCK_ZEROED 0x1u	/* incoming: memory is known to be all zero (fresh anonymous
+				 * mapping), so zero pages received for the first time need no
+				 * write and are never faulted in */
+
+/* Register a RAM block.  The memory [host, host+len) is owned by the caller and must stay mapped
+ * until the session is freed.  len must be a multiple of page_size; page_size a power of two from
+ * 4 KiB to 1 GiB.  Block names are unique within a session; both sides register the same names,
+ * lengths and page sizes (the destination checks).  Returns the block index (>= 0) or an error. */
+MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *host, uint64_t len,
+			      uint32_t page_size, unsigned flags);
+
+/* Outgoing: connect the main channel and every data channel to uri and handshake.
+ * uri: tcp:HOST:PORT (HOST may be [v6]), unix:PATH, fd:A,B,... (one connected fd per channel,
+ * main first; the session takes ownership).  Blocks up to MFD_OPT_TIMEOUT_MS. */
+MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct mfd_error *err);
+
+/* Incoming: bind and listen on uri (tcp:HOST:PORT with port 0 for any, unix:PATH, or fd:N of a
+ * listening socket, or fd:A,B,... of already connected sockets).  Returns without waiting. */
+MFD_API int mfd_session_listen(struct mfd_session *s, const char *uri, struct mfd_error *err);
+
+/* The address actually listened on, as a URI (tcp port resolved).  Returns 0 or -ENOSPC. */
+MFD_API int mfd_session_local_uri(struct mfd_session *s, char *buf, size_t len);
+
+/* Run to completion.  Outgoing: send every page of every block, then wait for the destination
+ * to commit.  Incoming: accept the channels (any order), receive, commit.  Blocks. */
+MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err);
+
+/* Ask a running session to stop; mfd_session_run then returns MFD_ECANCELED.  Thread-safe and
+ * async-signal-unsafe; may be called from any thread at any time, several times. */
+MFD_API void mfd_session_cancel(struct mfd_session *s);
+
+/* ---- dirty tracking (live migration) ------------------------------------------------------ */
+
+/* A KVM memory slot that maps (part of) a registered RAM block into the guest.  The VMM created
+ * the slot with KVM_SET_USER_MEMORY_REGION at guest_phys_addr, userspace_addr = block host +
+ * block_offset; the library turns on KVM_MEM_LOG_DIRTY_PAGES for it while tracking. */
+struct mfd_kvm_slot {
+	uint32_t slot;		/* KVM slot id (as_id << 16 | id) */
+	uint32_t flags;		/* the slot's flags as the VMM set them */
+	uint64_t guest_phys_addr;
+	uint64_t size;		/* bytes, a multiple of the page size */
+	int block;		/* index returned by mfd_ram_block_add */
+	uint64_t block_offset;	/* where the slot starts within the block */
+};
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+struct mfd_channel_stats {
+	uint64_t bytes;		/* bytes on the wire, headers included */
+	uint64_t packets;
+};
+
+struct mfd_stats {
+	int status;			/* enum mfd_status */
+	uint64_t total_ms;		/* from run start to completion (or now) */
+	uint64_t setup_ms;		/* connect + handshake + block table */
+	uint64_t mem_bytes;		/* sum of registered block lengths */
+	uint64_t wire_bytes;		/* all channels, headers included */
+	uint64_t normal_pages;		/* pages sent (or received) with data */
+	uint64_t zero_pages;		/* pages sent (or received) as zero */
+	uint64_t packets;		/* all channels */
+	unsigned channels;		/* data channels */
+	struct mfd_channel_stats chan[MFD_MAX_CHANNELS + 1];	/* [0] main, [1..] data */
+	bool verified;			/* MFD_OPT_VERIFY was on and the digests matched */
+	uint64_t digest;		/* combined digest of all blocks when verify is on */
+};
+
+enum mfd_status {
+	MFD_STATUS_NONE = 0,
+	MFD_STATUS_SETUP,
+	MFD_STATUS_ACTIVE,
+	MFD_STATUS_COMPLETED,
+	MFD_STATUS_FAILED,
+	MFD_STATUS_CANCELLED,
+};
+
+MFD_API const char *mfd_status_name(int status);
+
+/* Snapshot of the statistics; may be called from any thread while the session runs. */
+MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st);
+
+/* The stats as one JSON object (no trailing newline).  Returns the length that the full object
+ * needs (like snprintf); the output is truncated but NUL-terminated when len is too small. */
+MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
+
+/* ---- utilities ------------------------------------------------------------------------- */
+
+/* 64-bit digest of a buffer (not cryptographic; used by verify modes and tools). */
+MFD_API uint64_t mfd_digest(const void *buf, size_t len, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MULTIFD_H */

@@ -1,0 +1,148 @@
+/* core/err — the one table of error codes, mfd_strerror(), and first-error-wins records. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "core/err.h"
+
+static const char *const mfd_messages[] = {
+#define E(code, text) [-(code) - MFD_EBASE] = text
+	E(MFD_EMAGIC, "bad magic number"),
+	E(MFD_EVERSION, "unsupported version"),
+	E(MFD_ESESSION, "session id does not match"),
+	E(MFD_ECHANID, "channel id out of range"),
+	E(MFD_EDUPCHAN, "duplicate channel"),
+	E(MFD_EBLOCK, "unknown RAM block"),
+	E(MFD_ERANGE, "offset out of range"),
+	E(MFD_EALIGN, "offset not aligned to the page size"),
+	E(MFD_EPAGES, "page count over the bound"),
+	E(MFD_ELENGTH, "length mismatch"),
+	E(MFD_ETRUNC, "truncated packet"),
+	E(MFD_ECHECKSUM, "header checksum mismatch"),
+	E(MFD_ETYPE, "unknown or unexpected packet type"),
+	E(MFD_ESEQ, "packet sequence out of order"),
+	E(MFD_EPAGESIZE, "page size mismatch or unsupported"),
+	E(MFD_ECHANCOUNT, "channel count out of range or mismatched"),
+	E(MFD_EFEATURE, "required feature not supported"),
+	E(MFD_EBLOCKTABLE, "RAM block tables differ"),
+	E(MFD_ECLOSED, "peer closed the connection"),
+	E(MFD_ECANCELED, "canceled"),
+	E(MFD_EVERIFY, "verification failed: digests differ"),
+	E(MFD_EREJECTED, "rejected by the peer"),
+	E(MFD_EURI, "malformed URI"),
+	E(MFD_ESTATE, "invalid in the current state"),
+	E(MFD_ECOUNT, "packet totals differ from what was sent"),
+#undef E
+};
+
+MFD_API const char *mfd_strerror(int code)
+{
+	if (code == 0)
+		return "success";
+	if (code <= -MFD_EBASE - 1 && code > MFD_ELAST) {
+		const char *m = mfd_messages[-code - MFD_EBASE];
+		return m ? m : "unknown error";
+	}
+	if (code < 0 && code > -4096) {
+		/* strerror() is not thread-safe; use a fixed table of the ones we return, else the
+		 * thread-safe GNU variant into a static per-thread buffer. */
+		static _Thread_local char buf[96];
+		return strerror_r(-code, buf, sizeof(buf));
+	}
+	return "unknown error";
+}
+
+MFD_API void mfd_error_clear(struct mfd_error *err)
+{
+	if (!err)
+		return;
+	err->code = 0;
+	err->channel = -1;
+	err->msg[0] = '\0';
+}
+
+MFD_API const char *mfd_version(void)
+{
+	return MFD_VERSION_STRING;
+}
+
+static int err_vset(struct mfd_error *err, int code, int channel, const char *fmt, va_list ap)
+{
+	if (!err || err->code != 0)
+		return code;
+	err->code = code;
+	err->channel = channel;
+	char detail[MFD_ERROR_MSG_MAX];
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	if (channel >= 0)
+		snprintf(err->msg, sizeof(err->msg), "channel %d: %s: %s", channel, detail,
+			 mfd_strerror(code));
+	else
+		snprintf(err->msg, sizeof(err->msg), "%s: %s", detail, mfd_strerror(code));
+	return code;
+}
+
+int mfd__err_set(struct mfd_error *err, int code, int channel, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	err_vset(err, code, channel, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void mfd__err_copy(struct mfd_error *dst, const struct mfd_error *src)
+{
+	if (dst && src && src->code != 0 && dst->code == 0)
+		*dst = *src;
+}
+
+void mfd__errbox_init(struct mfd__errbox *b)
+{
+	pthread_mutex_init(&b->lock, NULL);
+	mfd_error_clear(&b->err);
+	b->code = 0;
+}
+
+void mfd__errbox_destroy(struct mfd__errbox *b)
+{
+	pthread_mutex_destroy(&b->lock);
+}
+
+int mfd__errbox_set(struct mfd__errbox *b, int code, int channel, const char *fmt, ...)
+{
+	int first = 0;
+	va_list ap;
+	pthread_mutex_lock(&b->lock);
+	if (b->err.code == 0) {
+		va_start(ap, fmt);
+		err_vset(&b->err, code, channel, fmt, ap);
+		va_end(ap);
+		__atomic_store_n(&b->code, code, __ATOMIC_RELEASE);
+		first = 1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return first;
+}
+
+int mfd__errbox_setv(struct mfd__errbox *b, const struct mfd_error *e)
+{
+	int first = 0;
+	if (!e || e->code == 0)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	if (b->err.code == 0) {
+		b->err = *e;
+		__atomic_store_n(&b->code, e->code, __ATOMIC_RELEASE);
+		first = 1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	return first;
+}
+
+void mfd__errbox_get(struct mfd__errbox *b, struct mfd_error *out)
+{
+	pthread_mutex_lock(&b->lock);
+	*out = b->err;
+	pthread_mutex_unlock(&b->lock);
+}

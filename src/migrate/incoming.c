@@ -1,0 +1,384 @@
+/* migrate/incoming — the destination side of a migration.
+ *
+ * Channels connect in any order.  Each is accepted, sends its 64-byte hello and gets a reply;
+ * the first hello fixes the session (id, channel count, page size, features), and every later
+ * one must match it.  The main channel then carries the block table, which must match the blocks
+ * registered here (names, lengths, page sizes).  One worker per data channel reads packets:
+ * every field is validated against the table before use, and page data is read straight into
+ * destination memory.  END on the main channel and an end-of-stream packet on every data channel
+ * close the stream; the totals are checked, the digest compared when verify was negotiated, and
+ * only then is COMMIT sent.  Any failure sends an ERROR record and leaves the session failed;
+ * the memory then holds a partial migration the embedder must discard. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "core/io.h"
+#include "migrate/session.h"
+
+static void set_rcv_timeout(int fd, int timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void reply(int fd, int status, uint64_t features)
+{
+	uint8_t b[MFD_ACCEPT_LEN];
+	struct mfd__accept a = { .version = MFD_PROTO_VERSION, .status = status, .features = features };
+	mfd__accept_encode(b, &a);
+	(void)mfd__io_write_fd(fd, b, sizeof(b));	/* best effort when refusing */
+}
+
+/* Check one hello against the session fixed by the first; register the channel. */
+static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error *err)
+{
+	uint8_t b[MFD_HELLO_LEN];
+	struct mfd__hello h;
+	int rc;
+	if (s->timeout_ms)
+		set_rcv_timeout(fd, s->timeout_ms);
+	rc = mfd__io_read_fd(fd, b, sizeof(b));
+	if (rc) {
+		if (rc == -EAGAIN)
+			rc = -ETIMEDOUT;
+		mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, -1, "reading a channel handshake");
+		goto refuse;
+	}
+	if ((rc = mfd__hello_decode(b, sizeof(b), &h, err)))
+		goto refuse;
+	if (*have == 0) {
+		memcpy(s->session_id, h.session, MFD_UUID_LEN);
+		if (h.page_size != s->ram.page_size) {
+			rc = mfd__err_set(err, MFD_EPAGESIZE, h.channel_id,
+					  "source pages are %u bytes, ours %u", h.page_size,
+					  s->ram.page_size);
+			goto refuse;
+		}
+		s->nchan = h.channel_count;
+		s->features = h.features;
+		s->batch_pages = h.batch_pages;
+	} else {
+		if (memcmp(h.session, s->session_id, MFD_UUID_LEN)) {
+			char a[37], e[37];
+			mfd__uuid_format(h.session, a);
+			mfd__uuid_format(s->session_id, e);
+			rc = mfd__err_set(err, MFD_ESESSION, h.channel_id, "session %s, expected %s", a, e);
+			goto refuse;
+		}
+		if (h.channel_count != s->nchan) {
+			rc = mfd__err_set(err, MFD_ECHANCOUNT, h.channel_id, "%u channels, expected %u",
+					  h.channel_count, s->nchan);
+			goto refuse;
+		}
+		if (h.page_size != s->ram.page_size || h.features != s->features ||
+		    h.batch_pages != s->batch_pages) {
+			rc = mfd__err_set(err, MFD_EFEATURE, h.channel_id,
+					  "handshake parameters differ between channels");
+			goto refuse;
+		}
+	}
+	if (s->chan[h.channel_id]) {
+		rc = mfd__err_set(err, MFD_EDUPCHAN, h.channel_id, "channel %u connected twice",
+				  h.channel_id);
+		goto refuse;
+	}
+	reply(fd, 0, h.features);
+	if ((rc = mfd__session_add_chan(s, h.channel_id, fd)))
+		return mfd__err_set(err, rc, h.channel_id, "channel");
+	/* The main channel keeps a send timeout (for ERROR records to a stuck peer); data channels
+	 * may idle for a long time between rounds, so they wait without one. */
+	if (h.channel_id != 0)
+		set_rcv_timeout(fd, 0);
+	else
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ 0, 0 }, sizeof(struct timeval));
+	(*have)++;
+	return 0;
+refuse:
+	reply(fd, rc, 0);
+	close(fd);
+	return rc;
+}
+
+static int accept_channels(struct mfd_session *s, struct mfd_error *err)
+{
+	unsigned have = 0;
+	int next_pending = 0;
+	do {
+		int fd;
+		if (s->pending_fds.nfds) {
+			if (next_pending >= s->pending_fds.nfds)
+				return mfd__err_set(err, MFD_ECHANCOUNT, -1,
+						    "%d fds given, the source uses %u channels",
+						    s->pending_fds.nfds, s->nchan);
+			fd = s->pending_fds.fds[next_pending];
+			s->pending_fds.fds[next_pending++] = -1;	/* owned by the session now */
+		} else if (s->listen_fd >= 0) {
+			fd = mfd__sock_accept(s->listen_fd, s->timeout_ms, s->cancel_fd, err);
+			if (fd < 0)
+				return fd;
+		} else {
+			return mfd__err_set(err, MFD_ESTATE, -1, "listen before run");
+		}
+		int rc = admit(s, fd, &have, err);
+		if (rc)
+			return rc;
+		if (mfd__session_canceled(s))
+			return mfd__err_set(err, MFD_ECANCELED, -1, "waiting for channels");
+	} while (have < s->nchan);
+	pthread_mutex_lock(&s->lock);
+	s->main_ready = true;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Match the source's block table against ours: same names, lengths and page sizes. */
+static int match_blocks(struct mfd_session *s, const uint8_t *meta, uint32_t len, struct mfd_error *err)
+{
+	struct mfd__block_desc *d = calloc(MFD_MAX_BLOCKS, sizeof(*d));
+	uint32_t n = 0;
+	int rc;
+	if (!d)
+		return mfd__err_set(err, -ENOMEM, 0, "block table");
+	if ((rc = mfd__blocks_decode(meta, len, d, &n, err)))
+		goto out;
+	if (n != s->ram.n) {
+		rc = mfd__err_set(err, MFD_EBLOCKTABLE, 0, "source has %u blocks, destination %u", n,
+				  s->ram.n);
+		goto out;
+	}
+	s->map = calloc(n, sizeof(*s->map));
+	s->src_len = calloc(n, sizeof(*s->src_len));
+	if (!s->map || !s->src_len) {
+		rc = mfd__err_set(err, -ENOMEM, 0, "block map");
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		int k = mfd__ram_find(&s->ram, d[i].name);
+		if (k < 0) {
+			rc = mfd__err_set(err, MFD_EBLOCKTABLE, 0, "no block '%s' here", d[i].name);
+			goto out;
+		}
+		const struct mfd__block *b = &s->ram.blocks[k];
+		if (b->len != d[i].length || b->page_size != d[i].page_size) {
+			rc = mfd__err_set(err, MFD_EBLOCKTABLE, 0,
+					  "block '%s': source %llu bytes in %u-byte pages, here %llu in %u",
+					  d[i].name, (unsigned long long)d[i].length, d[i].page_size,
+					  (unsigned long long)b->len, b->page_size);
+			goto out;
+		}
+		s->map[i] = (uint32_t)k;
+		s->src_len[i] = d[i].length;
+	}
+	s->limits = (struct mfd__ram_limits){ .nblocks = n, .page_size = s->ram.page_size,
+					      .max_pages = s->batch_pages, .block_len = s->src_len };
+out:
+	free(d);
+	return rc;
+}
+
+/* ---- data channel receivers ------------------------------------------------------------ */
+
+static int recv_ram(struct mfd_session *s, unsigned w, const struct mfd__pkt_hdr *h)
+{
+	struct mfd__wstate *ws = &s->ws[w];
+	struct mfd__chan *c = s->chan[w + 1];
+	struct mfd_error e;
+	mfd_error_clear(&e);
+	int rc = mfd__ram_meta_decode(ws->meta, h->meta_len, h->data_len, &s->limits, &ws->batch,
+				      c->id, &e);
+	if (rc) {
+		mfd__errbox_setv(&s->errbox, &e);
+		return rc;
+	}
+	struct mfd__block *b = &s->ram.blocks[s->map[ws->batch.block_id]];
+	uint32_t ps = b->page_size;
+	int n = mfd__ram_batch_iov(&ws->batch, b->host, ps, ws->iov);
+	if (n && (rc = mfd__chan_readv(c, ws->iov, n))) {
+		mfd__errbox_set(&s->errbox, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id,
+				"reading the pages of packet %llu", (unsigned long long)h->seq);
+		return rc;
+	}
+	mfd__ram_batch_apply_zero(&ws->batch, b->host, ps, b->received);
+	if (b->received)
+		mfd__ram_batch_mark_received(&ws->batch, ps, b->received);
+	__atomic_fetch_add(&ws->normal_pages, ws->batch.normal, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&ws->zero_pages, ws->batch.zero, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int recv_loop(struct mfd_session *s, unsigned w)
+{
+	struct mfd__wstate *ws = &s->ws[w];
+	struct mfd__chan *c = s->chan[w + 1];
+	struct mfd_error e;
+	for (;;) {
+		uint8_t hdr[MFD_PKT_HDR_LEN];
+		struct mfd__pkt_hdr h;
+		int rc;
+		mfd_error_clear(&e);
+		if ((rc = mfd__chan_read(c, hdr, sizeof(hdr)))) {
+			mfd__err_set(&e, rc, c->id, "before the end of stream (%llu packets received)",
+				     (unsigned long long)ws->seq);
+			goto fail;
+		}
+		if ((rc = mfd__pkt_hdr_decode(hdr, &h, c->id, &e)))
+			goto fail;
+		if ((rc = mfd__chan_read(c, ws->meta, h.meta_len))) {
+			mfd__err_set(&e, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id, "reading packet meta");
+			goto fail;
+		}
+		if ((rc = mfd__pkt_check(hdr, ws->meta, h.meta_len, c->id, &e)))
+			goto fail;
+		if (h.seq != ws->seq) {
+			rc = mfd__err_set(&e, MFD_ESEQ, c->id, "packet %llu, expected %llu",
+					  (unsigned long long)h.seq, (unsigned long long)ws->seq);
+			goto fail;
+		}
+		ws->seq++;
+		__atomic_fetch_add(&ws->packets, 1, __ATOMIC_RELAXED);
+		switch (h.type) {
+		case MFD_PKT_RAM:
+			if ((rc = recv_ram(s, w, &h)))
+				return rc;
+			break;
+		case MFD_PKT_EOS:
+			if (h.meta_len != MFD_EOS_REC_LEN) {
+				rc = mfd__err_set(&e, MFD_ELENGTH, c->id, "end of stream of %u bytes",
+						  h.meta_len);
+				goto fail;
+			}
+			if (mfd__get64(ws->meta) != h.seq) {
+				rc = mfd__err_set(&e, MFD_ECOUNT, c->id,
+						  "source sent %llu packets, %llu arrived",
+						  (unsigned long long)mfd__get64(ws->meta),
+						  (unsigned long long)h.seq);
+				goto fail;
+			}
+			ws->eos = true;
+			return 0;
+		default:
+			rc = mfd__err_set(&e, MFD_ETYPE, c->id, "packet type %u on a data channel", h.type);
+			goto fail;
+		}
+	}
+fail:
+	mfd__errbox_setv(&s->errbox, &e);
+	return e.code;
+}
+
+static int in_job(void *owner, unsigned w, void *job)
+{
+	struct mfd_session *s = owner;
+	const struct mfd__job *j = job;
+	switch (j->kind) {
+	case MFD_JOB_RECV:
+		return recv_loop(s, w);
+	case MFD_JOB_DIGEST:
+		return mfd__job_digest(s, j);
+	}
+	return -EINVAL;
+}
+
+/* ---- the main channel ---------------------------------------------------------------------- */
+
+/* Read the next main-channel packet; an ERROR record from the source becomes our error. */
+static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *meta, uint8_t want,
+		     struct mfd_error *err)
+{
+	int rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, err);
+	if (rc)
+		return rc;
+	if (h->type == MFD_PKT_ERROR) {
+		int code;
+		char msg[MFD_ERROR_MSG_MAX];
+		if ((rc = mfd__errrec_decode(meta, h->meta_len, &code, msg, sizeof(msg), 0, err)))
+			return rc;
+		return mfd__err_set(err, code, -1, "source failed: %s", msg);
+	}
+	if (h->type != want)
+		return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected %u", h->type, want);
+	return 0;
+}
+
+int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
+{
+	struct mfd_error e;
+	struct mfd__pkt_hdr h;
+	int rc;
+	mfd_error_clear(&e);
+	uint8_t *meta = malloc(MFD_PROTO_MAX_META);
+	if (!meta)
+		return mfd__err_set(err, -ENOMEM, -1, "buffers");
+	if ((rc = accept_channels(s, &e)))
+		goto out;
+	if ((rc = recv_main(s, &h, meta, MFD_PKT_BLOCKS, &e)) ||
+	    (rc = match_blocks(s, meta, h.meta_len, &e)))
+		goto out;
+	if ((rc = mfd__ram_alloc_received(&s->ram))) {
+		mfd__err_set(&e, rc, -1, "received bitmaps");
+		goto out;
+	}
+	unsigned nw = s->nchan - 1;
+	if ((rc = mfd__session_alloc_workers(s, nw)) ||
+	    (rc = mfd__session_start_pool(s, nw, in_job))) {
+		mfd__err_set(&e, rc, -1, "starting workers");
+		goto out;
+	}
+	struct mfd__status_rec ack = { 0 };
+	mfd__status_encode(meta, &ack);
+	if ((rc = mfd__session_send_main(s, MFD_PKT_BLOCKS_ACK, meta, MFD_STATUS_REC_LEN))) {
+		mfd__err_set(&e, rc, 0, "sending the block table ack");
+		goto out;
+	}
+	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
+	for (unsigned w = 0; w < nw && rc == 0; w++) {
+		struct mfd__job j = { .kind = MFD_JOB_RECV };
+		rc = mfd__pool_submit_to(s->pool, w, &j);
+	}
+	if (rc)
+		goto out;
+
+	struct mfd__end_rec end;
+	if ((rc = recv_main(s, &h, meta, MFD_PKT_END, &e)) ||
+	    (rc = mfd__end_decode(meta, h.meta_len, &end, &e)))
+		goto out;
+	if ((rc = mfd__pool_sync(s->pool)))
+		goto out;
+	uint64_t normal = 0, zero = 0;
+	for (unsigned w = 0; w < nw; w++) {
+		normal += s->ws[w].normal_pages;
+		zero += s->ws[w].zero_pages;
+	}
+	if (normal != end.normal_pages || zero != end.zero_pages) {
+		rc = mfd__err_set(&e, MFD_ECOUNT, -1,
+				  "source sent %llu+%llu pages, %llu+%llu arrived",
+				  (unsigned long long)end.normal_pages, (unsigned long long)end.zero_pages,
+				  (unsigned long long)normal, (unsigned long long)zero);
+		goto out;
+	}
+	struct mfd__status_rec commit = { 0 };
+	if (s->features & MFD_FEAT_VERIFY) {
+		if ((rc = mfd__session_digest(s, s->map, s->ram.n)))
+			goto out;
+		commit.digest = __atomic_load_n(&s->digest, __ATOMIC_RELAXED);
+		if (commit.digest != end.digest) {
+			rc = mfd__err_set(&e, MFD_EVERIFY, -1, "source digest %016llx, ours %016llx",
+					  (unsigned long long)end.digest,
+					  (unsigned long long)commit.digest);
+			goto out;
+		}
+		__atomic_store_n(&s->verified, true, __ATOMIC_RELAXED);
+	}
+	mfd__status_encode(meta, &commit);
+	if ((rc = mfd__session_send_main(s, MFD_PKT_COMMIT, meta, MFD_STATUS_REC_LEN)))
+		mfd__err_set(&e, rc, 0, "sending COMMIT");
+out:
+	free(meta);
+	if (e.code)
+		mfd__errbox_setv(&s->errbox, &e);
+	return rc;
+}

@@ -1,0 +1,498 @@
+/* migrate/session — public session API shared by both roles: options, blocks, listen, run,
+ * cancel, statistics; and the helpers the outgoing and incoming state machines share. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include "core/json.h"
+#include "migrate/session.h"
+
+MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
+{
+	if (role != MFD_OUTGOING && role != MFD_INCOMING)
+		return NULL;
+	struct mfd_session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->role = role;
+	s->channels = 4;
+	s->batch_pages = 512;	/* 2 MiB: one huge page per packet; see docs/design.md */
+	s->queue_depth = 4;
+	s->timeout_ms = 10000;
+	s->zero_detect = true;
+	s->listen_fd = -1;
+	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->cancel_fd < 0) {
+		free(s);
+		return NULL;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->main_tx_lock, NULL);
+	mfd__errbox_init(&s->errbox);
+	return s;
+}
+
+MFD_API void mfd_session_free(struct mfd_session *s)
+{
+	if (!s)
+		return;
+	mfd__pool_destroy(s->pool);
+	for (unsigned i = 0; i <= MFD_MAX_CHANNELS; i++)
+		mfd__chan_free(s->chan[i]);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->unix_path[0])
+		unlink(s->unix_path);
+	for (int i = 0; i < s->pending_fds.nfds; i++)
+		if (s->pending_fds.fds[i] >= 0)
+			close(s->pending_fds.fds[i]);
+	if (s->ws) {
+		for (unsigned i = 0; i < s->nchan - 1; i++) {
+			free(s->ws[i].meta);
+			free(s->ws[i].iov);
+		}
+		free(s->ws);
+	}
+	free(s->map);
+	free(s->src_len);
+	mfd__ram_free(&s->ram);
+	close(s->cancel_fd);
+	mfd__errbox_destroy(&s->errbox);
+	pthread_mutex_destroy(&s->main_tx_lock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static bool configurable(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool ok = !s->started && s->nchan == 0 && s->listen_fd < 0 && s->pending_fds.nfds == 0;
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t v)
+{
+	if (!configurable(s))
+		return MFD_ESTATE;
+	switch (opt) {
+	case MFD_OPT_CHANNELS:
+		if (v < 1 || v > MFD_MAX_CHANNELS)
+			return -EINVAL;
+		s->channels = (unsigned)v;
+		return 0;
+	case MFD_OPT_BATCH_PAGES:
+		if (v < 1 || v > MFD_MAX_BATCH_PAGES)
+			return -EINVAL;
+		s->batch_pages = (unsigned)v;
+		return 0;
+	case MFD_OPT_VERIFY:
+		s->verify = v != 0;
+		return 0;
+	case MFD_OPT_QUEUE_DEPTH:
+		if (v < 1 || v > 1024)
+			return -EINVAL;
+		s->queue_depth = (unsigned)v;
+		return 0;
+	case MFD_OPT_TIMEOUT_MS:
+		if (v < 0 || v > 24 * 3600 * 1000LL)
+			return -EINVAL;
+		s->timeout_ms = (int)v;
+		return 0;
+	case MFD_OPT_ZERO_DETECT:
+		s->zero_detect = v != 0;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *host, uint64_t len,
+			      uint32_t page_size, unsigned flags)
+{
+	if (!configurable(s))
+		return MFD_ESTATE;
+	return mfd__ram_add(&s->ram, name, host, len, page_size, flags, NULL);
+}
+
+MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct mfd_error *err)
+{
+	if (s->role != MFD_OUTGOING)
+		return mfd__err_set(err, MFD_ESTATE, -1, "connect needs an outgoing session");
+	if (!configurable(s))
+		return mfd__err_set(err, MFD_ESTATE, -1, "session already connected");
+	return mfd__outgoing_connect(s, uri, err);
+}
+
+MFD_API int mfd_session_listen(struct mfd_session *s, const char *uri, struct mfd_error *err)
+{
+	struct mfd__uri u;
+	int rc;
+	if (s->role != MFD_INCOMING)
+		return mfd__err_set(err, MFD_ESTATE, -1, "listen needs an incoming session");
+	if (!configurable(s))
+		return mfd__err_set(err, MFD_ESTATE, -1, "session already listening");
+	if ((rc = mfd__uri_parse(uri, &u, err)))
+		return rc;
+	if (u.kind == MFD_URI_FD) {
+		if (u.nfds == 1 && mfd__sock_is_listening(u.fds[0])) {
+			s->listen_fd = u.fds[0];
+			return 0;
+		}
+		s->pending_fds = u;	/* connected sockets, one per channel */
+		return 0;
+	}
+	if (u.kind == MFD_URI_FILE)
+		return mfd__err_set(err, MFD_EURI, -1, "'%s': file channels are not streams", uri);
+	int fd = mfd__sock_listen(&u, MFD_MAX_CHANNELS + 1, err);
+	if (fd < 0)
+		return fd;
+	s->listen_fd = fd;
+	if (u.kind == MFD_URI_UNIX)
+		memcpy(s->unix_path, u.path, strlen(u.path) + 1);
+	return 0;
+}
+
+MFD_API int mfd_session_local_uri(struct mfd_session *s, char *buf, size_t len)
+{
+	if (s->listen_fd < 0)
+		return MFD_ESTATE;
+	return mfd__sock_local_uri(s->listen_fd, buf, len);
+}
+
+MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err)
+{
+	pthread_mutex_lock(&s->lock);
+	bool again = s->started;
+	s->started = true;
+	pthread_mutex_unlock(&s->lock);
+	if (again)
+		return mfd__err_set(err, MFD_ESTATE, -1, "a session runs once");
+	if (s->ram.n == 0)
+		return mfd__err_set(err, -EINVAL, -1, "no RAM blocks registered");
+	s->t_start_ns = mfd__now_ns();
+	mfd__session_set_status(s, MFD_STATUS_SETUP);
+	int rc = s->role == MFD_OUTGOING ? mfd__outgoing_run(s, err) : mfd__incoming_run(s, err);
+	return mfd__session_finish(s, rc, err);
+}
+
+MFD_API void mfd_session_cancel(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool first = !s->canceled;
+	s->canceled = true;
+	pthread_mutex_unlock(&s->lock);
+	if (!first)
+		return;
+	uint64_t one = 1;
+	ssize_t n = write(s->cancel_fd, &one, sizeof(one));
+	(void)n;	/* an eventfd write of 1 cannot fail short of overflow */
+	mfd__session_fail(s, MFD_ECANCELED, -1, "migration");
+}
+
+/* ---- helpers shared by the two roles ------------------------------------------------------ */
+
+void mfd__session_set_status(struct mfd_session *s, int status)
+{
+	__atomic_store_n(&s->status, status, __ATOMIC_RELEASE);
+}
+
+bool mfd__session_canceled(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool c = s->canceled;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+void mfd__session_shutdown_all(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i <= MFD_MAX_CHANNELS; i++)
+		mfd__chan_shutdown(s->chan[i]);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mfd__session_send_main(struct mfd_session *s, uint8_t type, const void *meta, uint32_t len)
+{
+	pthread_mutex_lock(&s->main_tx_lock);
+	int rc = mfd__send_packet(s->chan[0], &s->main_tx_seq, type, 0, meta, len, NULL);
+	pthread_mutex_unlock(&s->main_tx_lock);
+	return rc;
+}
+
+/* First failure: tell the peer why (best effort: the main channel may be the thing that broke),
+ * then shut every channel down so no thread stays blocked in I/O. */
+static void stop_on_failure(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool first = !s->stopping;
+	s->stopping = true;
+	bool tell = first && s->main_ready && s->chan[0];
+	pthread_mutex_unlock(&s->lock);
+	if (tell) {
+		struct mfd_error e;
+		uint8_t meta[8 + MFD_ERROR_MSG_MAX];
+		mfd__errbox_get(&s->errbox, &e);
+		uint32_t len = mfd__errrec_encode(meta, e.code ? e.code : MFD_EREJECTED, e.msg);
+		mfd__session_send_main(s, MFD_PKT_ERROR, meta, len);
+	}
+	mfd__session_shutdown_all(s);
+}
+
+int mfd__session_fail(struct mfd_session *s, int code, int chan, const char *fmt, ...)
+{
+	char msg[MFD_ERROR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	mfd__errbox_set(&s->errbox, code, chan, "%s", msg);
+	stop_on_failure(s);
+	pthread_mutex_lock(&s->lock);
+	struct mfd__pool *p = s->pool;
+	pthread_mutex_unlock(&s->lock);
+	if (p)
+		mfd__pool_fail(p, code);
+	return code;
+}
+
+static void pool_on_fail(void *owner)
+{
+	stop_on_failure(owner);
+}
+
+int mfd__session_add_chan(struct mfd_session *s, unsigned id, int fd)
+{
+	struct mfd__chan *c = mfd__chan_sock_new(fd, (int)id);
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	s->chan[id] = c;
+	bool canceled = s->canceled;
+	pthread_mutex_unlock(&s->lock);
+	if (canceled)
+		mfd__chan_shutdown(c);
+	return 0;
+}
+
+int mfd__session_alloc_workers(struct mfd_session *s, unsigned n)
+{
+	s->ws = calloc(n, sizeof(*s->ws));
+	if (!s->ws)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		s->ws[i].meta = malloc(MFD_PROTO_MAX_META);
+		s->ws[i].iov = malloc((MFD_MAX_BATCH_PAGES + 2) * sizeof(struct iovec));
+		if (!s->ws[i].meta || !s->ws[i].iov)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int mfd__session_start_pool(struct mfd_session *s, unsigned workers, mfd__pool_fn fn)
+{
+	struct mfd__pool_cfg cfg = {
+		.workers = workers,
+		.job_size = sizeof(struct mfd__job),
+		.queue_depth = s->queue_depth,
+		.fn = fn,
+		.owner = s,
+		.on_fail = pool_on_fail,
+		.errbox = &s->errbox,
+	};
+	struct mfd__pool *p;
+	int rc = mfd__pool_create(&p, &cfg);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	s->pool = p;
+	bool canceled = s->canceled;
+	pthread_mutex_unlock(&s->lock);
+	if (canceled)
+		mfd__pool_fail(p, MFD_ECANCELED);
+	return 0;
+}
+
+int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err)
+{
+	/* Stop and join the workers before reporting, so nothing runs after run() returns. */
+	if (rc == 0 && mfd__errbox_code(&s->errbox))
+		rc = mfd__errbox_code(&s->errbox);
+	if (rc) {
+		mfd__session_fail(s, rc, -1, "%s", "session");
+	}
+	mfd__pool_destroy(s->pool);
+	pthread_mutex_lock(&s->lock);
+	s->pool = NULL;
+	pthread_mutex_unlock(&s->lock);
+	__atomic_store_n(&s->t_end_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	if (rc) {
+		struct mfd_error e;
+		mfd__errbox_get(&s->errbox, &e);
+		mfd__err_copy(err, &e);
+		mfd__session_set_status(s, rc == MFD_ECANCELED ? MFD_STATUS_CANCELLED : MFD_STATUS_FAILED);
+		return e.code ? e.code : rc;
+	}
+	mfd__session_set_status(s, MFD_STATUS_COMPLETED);
+	return 0;
+}
+
+/* ---- packets --------------------------------------------------------------------------- */
+
+int mfd__send_packet(struct mfd__chan *c, uint64_t *seq, uint8_t type, uint32_t round,
+		     const void *meta, uint32_t meta_len, struct mfd__errbox *eb)
+{
+	uint8_t hdr[MFD_PKT_HDR_LEN];
+	/* Atomic only so stats readers see a consistent count; one thread sends per channel. */
+	uint64_t sq = __atomic_fetch_add(seq, 1, __ATOMIC_RELAXED);
+	struct mfd__pkt_hdr h = { .type = type, .seq = sq, .meta_len = meta_len, .round = round };
+	mfd__pkt_hdr_encode(hdr, &h, meta);
+	struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)meta, meta_len } };
+	int rc = mfd__chan_writev(c, iov, meta_len ? 2 : 1);
+	if (rc && eb)
+		mfd__errbox_set(eb, rc, c->id, "sending packet type %u", type);
+	return rc;
+}
+
+int mfd__recv_packet(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, uint8_t *meta,
+		     struct mfd_error *err)
+{
+	uint8_t hdr[MFD_PKT_HDR_LEN];
+	int rc = mfd__chan_read(c, hdr, sizeof(hdr));
+	if (rc)
+		return mfd__err_set(err, rc, c->id, "reading packet header");
+	if ((rc = mfd__pkt_hdr_decode(hdr, h, c->id, err)))
+		return rc;
+	if (h->data_len)
+		return mfd__err_set(err, MFD_ETYPE, c->id, "packet type %u with data on the main channel",
+				    h->type);
+	rc = mfd__chan_read(c, meta, h->meta_len);
+	if (rc)
+		return mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id,
+				    "reading packet meta");
+	if ((rc = mfd__pkt_check(hdr, meta, h->meta_len, c->id, err)))
+		return rc;
+	uint64_t want = __atomic_load_n(seq, __ATOMIC_RELAXED);
+	if (h->seq != want)
+		return mfd__err_set(err, MFD_ESEQ, c->id, "packet %llu, expected %llu",
+				    (unsigned long long)h->seq, (unsigned long long)want);
+	__atomic_store_n(seq, want + 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* ---- verify: digest of every page --------------------------------------------------------- */
+
+#define DIGEST_CHUNK_PAGES 512
+
+int mfd__job_digest(struct mfd_session *s, const struct mfd__job *j)
+{
+	const struct mfd__block *b = &s->ram.blocks[j->block];
+	uint64_t sum = 0, ps = b->page_size;
+	/* Seeds tie each page digest to its position, so a page landing at the wrong offset or in
+	 * the wrong block changes the total.  The seed uses the block's position in the source's
+	 * table (j->tag), which both sides know, not the local index. */
+	for (uint64_t i = j->first; i < j->first + j->count; i++)
+		sum += mfd_digest(b->host + i * ps, ps, (uint64_t)j->tag * 0x100000000ull + i);
+	__atomic_fetch_add(&s->digest, sum, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int mfd__session_digest(struct mfd_session *s, const uint32_t *order, uint32_t n)
+{
+	__atomic_store_n(&s->digest, 0, __ATOMIC_RELAXED);
+	for (uint32_t k = 0; k < n; k++) {
+		const struct mfd__block *b = &s->ram.blocks[order[k]];
+		for (uint64_t p = 0; p < b->npages; p += DIGEST_CHUNK_PAGES) {
+			struct mfd__job j = {
+				.kind = MFD_JOB_DIGEST,
+				.block = order[k],
+				.tag = k,
+				.first = p,
+				.count = MFD_MIN(DIGEST_CHUNK_PAGES, b->npages - p),
+			};
+			int rc = mfd__pool_submit(s->pool, &j);
+			if (rc)
+				return rc;
+		}
+	}
+	return mfd__pool_sync(s->pool);
+}
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+MFD_API const char *mfd_status_name(int status)
+{
+	static const char *const names[] = { "none", "setup", "active", "completed", "failed",
+					     "cancelled" };
+	return status >= 0 && status < (int)MFD_ARRAY_SIZE(names) ? names[status] : "unknown";
+}
+
+MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->status = __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
+	uint64_t start = s->t_start_ns, end = __atomic_load_n(&s->t_end_ns, __ATOMIC_RELAXED);
+	uint64_t setup = __atomic_load_n(&s->t_setup_ns, __ATOMIC_RELAXED);
+	if (start) {
+		st->total_ms = ((end ? end : mfd__now_ns()) - start) / 1000000;
+		st->setup_ms = setup ? (setup - start) / 1000000 : 0;
+	}
+	st->mem_bytes = s->ram.total_bytes;
+	st->channels = s->nchan ? s->nchan - 1 : s->channels;
+	pthread_mutex_lock(&s->lock);
+	for (unsigned i = 0; i < s->nchan && i <= MFD_MAX_CHANNELS; i++) {
+		struct mfd__chan *c = s->chan[i];
+		if (!c)
+			continue;
+		st->chan[i].bytes = __atomic_load_n(&c->bytes_in, __ATOMIC_RELAXED) +
+				    __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
+		st->wire_bytes += st->chan[i].bytes;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (s->ws) {
+		for (unsigned i = 0; i + 1 < s->nchan; i++) {
+			st->chan[i + 1].packets = __atomic_load_n(&s->ws[i].packets, __ATOMIC_RELAXED);
+			st->normal_pages += __atomic_load_n(&s->ws[i].normal_pages, __ATOMIC_RELAXED);
+			st->zero_pages += __atomic_load_n(&s->ws[i].zero_pages, __ATOMIC_RELAXED);
+		}
+	}
+	st->chan[0].packets = __atomic_load_n(&s->main_tx_seq, __ATOMIC_RELAXED) +
+			      __atomic_load_n(&s->main_rx_seq, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i <= st->channels; i++)
+		st->packets += st->chan[i].packets;
+	st->verified = __atomic_load_n(&s->verified, __ATOMIC_RELAXED);
+	st->digest = st->verified ? __atomic_load_n(&s->digest, __ATOMIC_RELAXED) : 0;
+}
+
+MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
+{
+	struct mfd__json j;
+	mfd__json_init(&j, buf, len);
+	mfd__json_begin(&j, NULL);
+	mfd__json_str(&j, "status", mfd_status_name(st->status));
+	mfd__json_u64(&j, "total_ms", st->total_ms);
+	mfd__json_u64(&j, "setup_ms", st->setup_ms);
+	mfd__json_u64(&j, "mem_bytes", st->mem_bytes);
+	mfd__json_u64(&j, "wire_bytes", st->wire_bytes);
+	mfd__json_u64(&j, "normal_pages", st->normal_pages);
+	mfd__json_u64(&j, "zero_pages", st->zero_pages);
+	mfd__json_u64(&j, "packets", st->packets);
+	mfd__json_u64(&j, "channels", st->channels);
+	double secs = st->total_ms / 1000.0;
+	mfd__json_double(&j, "throughput_mib_s",
+			 secs > 0 ? (double)st->mem_bytes / (1024.0 * 1024.0) / secs : 0.0);
+	mfd__json_begin_array(&j, "per_channel");
+	for (unsigned i = 0; i <= st->channels && i <= MFD_MAX_CHANNELS; i++) {
+		mfd__json_begin(&j, NULL);
+		mfd__json_u64(&j, "bytes", st->chan[i].bytes);
+		mfd__json_u64(&j, "packets", st->chan[i].packets);
+		mfd__json_end(&j);
+	}
+	mfd__json_end_array(&j);
+	mfd__json_bool(&j, "verified", st->verified);
+	mfd__json_end(&j);
+	return (int)mfd__json_finish(&j);
+}

@@ -1,0 +1,361 @@
+/* proto — encoders and validating decoders of the v1 wire format; see proto.h and
+ * docs/format.md.  Decoders never trust a length before checking it against both the bytes
+ * actually present and the hard bounds. */
+#include <string.h>
+#include "core/err.h"
+#include "proto/proto.h"
+
+/* ---- handshake ------------------------------------------------------------------------- */
+
+void mfd__hello_encode(uint8_t b[MFD_HELLO_LEN], const struct mfd__hello *h)
+{
+	memset(b, 0, MFD_HELLO_LEN);
+	mfd__put32(b + 0, MFD_HELLO_MAGIC);
+	mfd__put16(b + 4, h->version);
+	mfd__put16(b + 6, h->min_version);
+	memcpy(b + 8, h->session, MFD_UUID_LEN);
+	mfd__put16(b + 24, h->channel_id);
+	mfd__put16(b + 26, h->channel_count);
+	mfd__put32(b + 28, h->page_size);
+	mfd__put64(b + 32, h->features);
+	b[40] = h->codec;
+	mfd__put32(b + 44, h->batch_pages);
+	mfd__put32(b + 60, mfd__crc32c(0, b, 60));
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+int mfd__hello_decode(const uint8_t *b, size_t len, struct mfd__hello *h, struct mfd_error *err)
+{
+	if (len < MFD_HELLO_LEN)
+		return mfd__err_set(err, MFD_ETRUNC, -1, "handshake of %zu bytes", len);
+	if (mfd__get32(b) != MFD_HELLO_MAGIC)
+		return mfd__err_set(err, MFD_EMAGIC, -1, "handshake magic 0x%08x", mfd__get32(b));
+	if (mfd__get32(b + 60) != mfd__crc32c(0, b, 60))
+		return mfd__err_set(err, MFD_ECHECKSUM, -1, "handshake");
+	h->version = mfd__get16(b + 4);
+	h->min_version = mfd__get16(b + 6);
+	if (h->min_version > MFD_PROTO_VERSION || h->version < MFD_PROTO_MIN_VERSION ||
+	    h->min_version > h->version)
+		return mfd__err_set(err, MFD_EVERSION, -1,
+				    "peer speaks versions %u..%u, we speak %u..%u", h->min_version,
+				    h->version, MFD_PROTO_MIN_VERSION, MFD_PROTO_VERSION);
+	memcpy(h->session, b + 8, MFD_UUID_LEN);
+	h->channel_id = mfd__get16(b + 24);
+	h->channel_count = mfd__get16(b + 26);
+	h->page_size = mfd__get32(b + 28);
+	h->features = mfd__get64(b + 32);
+	h->codec = b[40];
+	h->batch_pages = mfd__get32(b + 44);
+	if (h->channel_count < 2 || h->channel_count > MFD_MAX_CHANNELS + 1)
+		return mfd__err_set(err, MFD_ECHANCOUNT, -1, "channel count %u", h->channel_count);
+	if (h->channel_id >= h->channel_count)
+		return mfd__err_set(err, MFD_ECHANID, -1, "channel id %u with %u channels",
+				    h->channel_id, h->channel_count);
+	if (!mfd__is_pow2(h->page_size) || h->page_size < MFD_MIN_PAGE_SIZE ||
+	    h->page_size > MFD_MAX_PAGE_SIZE)
+		return mfd__err_set(err, MFD_EPAGESIZE, h->channel_id, "page size %u", h->page_size);
+	if (h->batch_pages == 0 || h->batch_pages > MFD_MAX_BATCH_PAGES)
+		return mfd__err_set(err, MFD_EPAGES, h->channel_id, "batch of %u pages", h->batch_pages);
+	if (h->features & ~MFD_FEAT_KNOWN)
+		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "features 0x%llx",
+				    (unsigned long long)(h->features & ~MFD_FEAT_KNOWN));
+	if (h->codec != 0)
+		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "codec %u", h->codec);
+	if (b[41] || b[42] || b[43] || !all_zero(b + 48, 12))
+		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "reserved handshake bytes set");
+	return 0;
+}
+
+void mfd__accept_encode(uint8_t b[MFD_ACCEPT_LEN], const struct mfd__accept *a)
+{
+	memset(b, 0, MFD_ACCEPT_LEN);
+	mfd__put32(b, MFD_ACCEPT_MAGIC);
+	mfd__put16(b + 4, a->version);
+	mfd__put32(b + 8, (uint32_t)a->status);
+	mfd__put64(b + 16, a->features);
+	mfd__put32(b + 28, mfd__crc32c(0, b, 28));
+}
+
+int mfd__accept_decode(const uint8_t *b, size_t len, struct mfd__accept *a, int chan,
+		       struct mfd_error *err)
+{
+	if (len < MFD_ACCEPT_LEN)
+		return mfd__err_set(err, MFD_ETRUNC, chan, "handshake reply of %zu bytes", len);
+	if (mfd__get32(b) != MFD_ACCEPT_MAGIC)
+		return mfd__err_set(err, MFD_EMAGIC, chan, "handshake reply magic 0x%08x", mfd__get32(b));
+	if (mfd__get32(b + 28) != mfd__crc32c(0, b, 28))
+		return mfd__err_set(err, MFD_ECHECKSUM, chan, "handshake reply");
+	a->version = mfd__get16(b + 4);
+	a->status = (int32_t)mfd__get32(b + 8);
+	a->features = mfd__get64(b + 16);
+	/* 0, a -errno, or one of our codes; anything else is garbage. */
+	bool errno_code = a->status < 0 && a->status > -4096 && a->status > -MFD_EBASE;
+	bool our_code = a->status < -MFD_EBASE && a->status > MFD_ELAST;
+	if (a->status != 0 && !errno_code && !our_code)
+		return mfd__err_set(err, MFD_EREJECTED, chan, "reply status %d", a->status);
+	if (a->status == 0 && a->version != MFD_PROTO_VERSION)
+		return mfd__err_set(err, MFD_EVERSION, chan, "peer chose version %u", a->version);
+	if (a->features & ~MFD_FEAT_KNOWN)
+		return mfd__err_set(err, MFD_EFEATURE, chan, "peer accepted unknown features");
+	return 0;
+}
+
+/* ---- packets ------------------------------------------------------------------------------ */
+
+static bool known_type(uint8_t t)
+{
+	switch (t) {
+	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_BLOCKS:
+	case MFD_PKT_BLOCKS_ACK: case MFD_PKT_END: case MFD_PKT_COMMIT: case MFD_PKT_ERROR:
+		return true;
+	}
+	return false;
+}
+
+void mfd__pkt_hdr_encode(uint8_t b[MFD_PKT_HDR_LEN], const struct mfd__pkt_hdr *h, const void *meta)
+{
+	mfd__put32(b, MFD_PACKET_MAGIC);
+	b[4] = h->type;
+	b[5] = h->flags;
+	mfd__put16(b + 6, 0);
+	mfd__put64(b + 8, h->seq);
+	mfd__put32(b + 16, h->meta_len);
+	mfd__put32(b + 20, h->data_len);
+	mfd__put32(b + 24, h->round);
+	uint32_t crc = mfd__crc32c(0, b, 28);
+	if (h->meta_len)
+		crc = mfd__crc32c(crc, meta, h->meta_len);
+	mfd__put32(b + 28, crc);
+}
+
+int mfd__pkt_hdr_decode(const uint8_t b[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr *h, int chan,
+			struct mfd_error *err)
+{
+	if (mfd__get32(b) != MFD_PACKET_MAGIC)
+		return mfd__err_set(err, MFD_EMAGIC, chan, "packet magic 0x%08x", mfd__get32(b));
+	h->type = b[4];
+	h->flags = b[5];
+	h->seq = mfd__get64(b + 8);
+	h->meta_len = mfd__get32(b + 16);
+	h->data_len = mfd__get32(b + 20);
+	h->round = mfd__get32(b + 24);
+	if (!known_type(h->type))
+		return mfd__err_set(err, MFD_ETYPE, chan, "packet type %u", h->type);
+	if (h->flags || mfd__get16(b + 6))
+		return mfd__err_set(err, MFD_EFEATURE, chan, "packet flags 0x%x", h->flags);
+	if (h->meta_len > MFD_PROTO_MAX_META)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "meta length %u over %u", h->meta_len,
+				    MFD_PROTO_MAX_META);
+	if (h->data_len > MFD_PROTO_MAX_DATA)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u over %u", h->data_len,
+				    MFD_PROTO_MAX_DATA);
+	if (h->type != MFD_PKT_RAM && h->data_len != 0)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u on packet type %u",
+				    h->data_len, h->type);
+	return 0;
+}
+
+int mfd__pkt_check(const uint8_t hdr[MFD_PKT_HDR_LEN], const void *meta, uint32_t meta_len,
+		   int chan, struct mfd_error *err)
+{
+	uint32_t crc = mfd__crc32c(0, hdr, 28);
+	if (meta_len)
+		crc = mfd__crc32c(crc, meta, meta_len);
+	if (crc != mfd__get32(hdr + 28))
+		return mfd__err_set(err, MFD_ECHECKSUM, chan, "packet header");
+	return 0;
+}
+
+uint32_t mfd__ram_meta_encode(uint8_t *m, const struct mfd__ram_batch *b)
+{
+	uint32_t n = mfd__ram_batch_pages(b);
+	mfd__put32(m, b->block_id);
+	mfd__put32(m + 4, b->normal);
+	mfd__put32(m + 8, b->zero);
+	mfd__put32(m + 12, 0);
+	for (uint32_t i = 0; i < n; i++)
+		mfd__put64(m + MFD_RAM_META_FIXED + 8 * i, b->offsets[i]);
+	return MFD_RAM_META_FIXED + 8 * n;
+}
+
+int mfd__ram_meta_decode(const uint8_t *m, uint32_t meta_len, uint32_t data_len,
+			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
+			 struct mfd_error *err)
+{
+	if (meta_len < MFD_RAM_META_FIXED)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes", meta_len);
+	b->block_id = mfd__get32(m);
+	b->normal = mfd__get32(m + 4);
+	b->zero = mfd__get32(m + 8);
+	if (mfd__get32(m + 12))
+		return mfd__err_set(err, MFD_EFEATURE, chan, "reserved RAM meta bytes set");
+	if (b->block_id >= lim->nblocks)
+		return mfd__err_set(err, MFD_EBLOCK, chan, "block id %u of %u", b->block_id,
+				    lim->nblocks);
+	/* Each count is bounded on its own first, so the sum cannot wrap. */
+	if (b->normal > lim->max_pages || b->zero > lim->max_pages ||
+	    b->normal + b->zero > lim->max_pages || b->normal + b->zero == 0)
+		return mfd__err_set(err, MFD_EPAGES, chan, "%u normal + %u zero pages, bound %u",
+				    b->normal, b->zero, lim->max_pages);
+	uint32_t n = b->normal + b->zero;
+	if (meta_len != MFD_RAM_META_FIXED + 8 * n)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes for %u pages",
+				    meta_len, n);
+	if ((uint64_t)data_len != (uint64_t)b->normal * lim->page_size)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "data of %u bytes for %u pages",
+				    data_len, b->normal);
+	uint64_t len = lim->block_len[b->block_id];
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = mfd__get64(m + MFD_RAM_META_FIXED + 8 * i);
+		if (off & (lim->page_size - 1))
+			return mfd__err_set(err, MFD_EALIGN, chan, "offset 0x%llx in block %u",
+					    (unsigned long long)off, b->block_id);
+		if (off >= len || len - off < lim->page_size)
+			return mfd__err_set(err, MFD_ERANGE, chan,
+					    "offset 0x%llx in block %u of 0x%llx bytes",
+					    (unsigned long long)off, b->block_id, (unsigned long long)len);
+		b->offsets[i] = off;
+	}
+	return 0;
+}
+
+/* ---- main-channel records ----------------------------------------------------------------- */
+
+uint32_t mfd__blocks_encode(uint8_t *m, const struct mfd__block_desc *b, uint32_t n)
+{
+	uint32_t p = 8;
+	mfd__put32(m, n);
+	mfd__put32(m + 4, 0);
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t nl = (uint16_t)strlen(b[i].name);
+		mfd__put16(m + p, nl);
+		memcpy(m + p + 2, b[i].name, nl);
+		p += 2 + nl;
+		mfd__put32(m + p, b[i].page_size);
+		mfd__put64(m + p + 4, b[i].length);
+		p += 12;
+	}
+	return p;
+}
+
+int mfd__blocks_decode(const uint8_t *m, uint32_t len, struct mfd__block_desc *b, uint32_t *n,
+		       struct mfd_error *err)
+{
+	if (len < 8)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "block table of %u bytes", len);
+	uint32_t count = mfd__get32(m);
+	if (count == 0 || count > MFD_MAX_BLOCKS)
+		return mfd__err_set(err, MFD_EBLOCKTABLE, 0, "%u blocks (1..%u allowed)", count,
+				    MFD_MAX_BLOCKS);
+	if (mfd__get32(m + 4))
+		return mfd__err_set(err, MFD_EFEATURE, 0, "reserved block table bytes set");
+	uint32_t p = 8;
+	for (uint32_t i = 0; i < count; i++) {
+		if (len - p < 2)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "block table ends in entry %u", i);
+		uint16_t nl = mfd__get16(m + p);
+		if (nl == 0 || nl > MFD_MAX_NAME)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "block %u name of %u bytes", i, nl);
+		if (len - p - 2 < (uint32_t)nl + 12)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "block table ends in entry %u", i);
+		memcpy(b[i].name, m + p + 2, nl);
+		b[i].name[nl] = '\0';
+		if (memchr(b[i].name, '\0', nl))
+			return mfd__err_set(err, MFD_EBLOCKTABLE, 0, "block %u name has a NUL byte", i);
+		p += 2 + nl;
+		b[i].page_size = mfd__get32(m + p);
+		b[i].length = mfd__get64(m + p + 4);
+		p += 12;
+		if (!mfd__is_pow2(b[i].page_size) || b[i].page_size < MFD_MIN_PAGE_SIZE ||
+		    b[i].page_size > MFD_MAX_PAGE_SIZE)
+			return mfd__err_set(err, MFD_EPAGESIZE, 0, "block '%s' page size %u",
+					    b[i].name, b[i].page_size);
+		if (b[i].length == 0 || b[i].length % b[i].page_size)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "block '%s' length %llu", b[i].name,
+					    (unsigned long long)b[i].length);
+		for (uint32_t k = 0; k < i; k++)
+			if (!strcmp(b[k].name, b[i].name))
+				return mfd__err_set(err, MFD_EBLOCKTABLE, 0, "block '%s' listed twice",
+						    b[i].name);
+	}
+	if (p != len)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "block table has %u trailing bytes", len - p);
+	*n = count;
+	return 0;
+}
+
+void mfd__status_encode(uint8_t m[MFD_STATUS_REC_LEN], const struct mfd__status_rec *r)
+{
+	mfd__put32(m, (uint32_t)r->status);
+	mfd__put32(m + 4, r->flags);
+	mfd__put64(m + 8, r->digest);
+}
+
+int mfd__status_decode(const uint8_t *m, uint32_t len, struct mfd__status_rec *r, int chan,
+		       struct mfd_error *err)
+{
+	if (len != MFD_STATUS_REC_LEN)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "status record of %u bytes", len);
+	r->status = (int32_t)mfd__get32(m);
+	r->flags = mfd__get32(m + 4);
+	r->digest = mfd__get64(m + 8);
+	if (r->status > 0)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "status %d", r->status);
+	return 0;
+}
+
+void mfd__end_encode(uint8_t m[MFD_END_REC_LEN], const struct mfd__end_rec *r)
+{
+	mfd__put64(m, r->normal_pages);
+	mfd__put64(m + 8, r->zero_pages);
+	mfd__put64(m + 16, r->digest);
+	mfd__put32(m + 24, r->flags);
+	mfd__put32(m + 28, 0);
+}
+
+int mfd__end_decode(const uint8_t *m, uint32_t len, struct mfd__end_rec *r, struct mfd_error *err)
+{
+	if (len != MFD_END_REC_LEN)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "end record of %u bytes", len);
+	r->normal_pages = mfd__get64(m);
+	r->zero_pages = mfd__get64(m + 8);
+	r->digest = mfd__get64(m + 16);
+	r->flags = mfd__get32(m + 24);
+	if (mfd__get32(m + 28))
+		return mfd__err_set(err, MFD_EFEATURE, 0, "reserved end record bytes set");
+	return 0;
+}
+
+uint32_t mfd__errrec_encode(uint8_t *m, int code, const char *msg)
+{
+	size_t n = strnlen(msg, MFD_ERROR_MSG_MAX - 1);
+	mfd__put32(m, (uint32_t)code);
+	mfd__put32(m + 4, (uint32_t)n);
+	memcpy(m + 8, msg, n);
+	return 8 + (uint32_t)n;
+}
+
+int mfd__errrec_decode(const uint8_t *m, uint32_t len, int *code, char *msg, size_t msgcap,
+		       int chan, struct mfd_error *err)
+{
+	if (len < 8)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "error record of %u bytes", len);
+	uint32_t n = mfd__get32(m + 4);
+	if (n > MFD_ERROR_MSG_MAX - 1 || len != 8 + n)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "error record message of %u bytes", n);
+	*code = (int32_t)mfd__get32(m);
+	if (*code >= 0)
+		*code = MFD_EREJECTED;
+	size_t k = n < msgcap - 1 ? n : msgcap - 1;
+	for (size_t i = 0; i < k; i++)	/* keep it printable */
+		msg[i] = (m[8 + i] >= 0x20 && m[8 + i] < 0x7f) ? (char)m[8 + i] : '?';
+	msg[k] = '\0';
+	return 0;
+}

@@ -1,0 +1,151 @@
+/* proto — the multifd wire format, version 1 (docs/format.md has the byte diagrams).
+ *
+ * Every multi-byte field is little-endian.  Every decoder checks every field against hard
+ * bounds before anything uses it, and reports the exact MFD_E* code with a message naming the
+ * channel.  Encoders never fail (their inputs come from our own code). */
+#ifndef MFD_PROTO_H
+#define MFD_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/util.h"
+#include "multifd.h"
+#include "payload/ram_batch.h"
+
+#define MFD_PROTO_VERSION 1
+#define MFD_PROTO_MIN_VERSION 1
+
+#define MFD_HELLO_MAGIC 0x4844464Du	/* "MFDH" */
+#define MFD_ACCEPT_MAGIC 0x4144464Du	/* "MFDA" */
+#define MFD_PACKET_MAGIC 0x5044464Du	/* "MFDP" */
+
+#define MFD_HELLO_LEN 64
+#define MFD_ACCEPT_LEN 32
+#define MFD_PKT_HDR_LEN 32
+
+#define MFD_MIN_PAGE_SIZE 4096u
+#define MFD_MAX_PAGE_SIZE 65536u
+#define MFD_PROTO_MAX_META (128u * 1024u)
+#define MFD_PROTO_MAX_DATA (MFD_MAX_BATCH_PAGES * MFD_MAX_PAGE_SIZE)
+#define MFD_RAM_META_FIXED 16u
+
+/* Feature bits negotiated in the handshake. */
+#define MFD_FEAT_VERIFY 0x1ull	/* END and COMMIT carry digests */
+#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY)
+
+/* ---- handshake ------------------------------------------------------------------------- */
+struct mfd__hello {
+	uint16_t version;		/* highest version the sender speaks */
+	uint16_t min_version;		/* lowest it accepts */
+	uint8_t session[MFD_UUID_LEN];
+	uint16_t channel_id;		/* 0 = main */
+	uint16_t channel_count;		/* main + data channels */
+	uint32_t page_size;
+	uint64_t features;
+	uint8_t codec;
+	uint32_t batch_pages;		/* the most pages the sender puts in one packet */
+};
+
+struct mfd__accept {
+	uint16_t version;		/* chosen version */
+	int32_t status;			/* 0, or the MFD_E* code the channel was rejected with */
+	uint64_t features;		/* accepted features */
+};
+
+void mfd__hello_encode(uint8_t buf[MFD_HELLO_LEN], const struct mfd__hello *h);
+/* Decodes and checks magic, checksum, version overlap, bounds.  chan: for messages. */
+int mfd__hello_decode(const uint8_t *buf, size_t len, struct mfd__hello *h, struct mfd_error *err);
+void mfd__accept_encode(uint8_t buf[MFD_ACCEPT_LEN], const struct mfd__accept *a);
+int mfd__accept_decode(const uint8_t *buf, size_t len, struct mfd__accept *a, int chan,
+		       struct mfd_error *err);
+
+/* ---- packets ------------------------------------------------------------------------------ */
+enum mfd__pkt_type {
+	MFD_PKT_RAM = 1,	/* data: a RAM page batch */
+	MFD_PKT_SYNC = 2,	/* data: end of a round on this channel */
+	MFD_PKT_EOS = 3,	/* data: end of stream on this channel */
+	MFD_PKT_BLOCKS = 16,	/* main: the RAM block table */
+	MFD_PKT_BLOCKS_ACK = 17,	/* main, dest -> src: block table accepted (or not) */
+	MFD_PKT_END = 18,	/* main: everything was sent; totals and digest */
+	MFD_PKT_COMMIT = 19,	/* main, dest -> src: destination committed (or failed) */
+	MFD_PKT_ERROR = 20,	/* main, either way: the sender failed; code and message */
+};
+
+struct mfd__pkt_hdr {
+	uint8_t type;
+	uint8_t flags;
+	uint64_t seq;		/* per channel and direction, from 0, +1 per packet */
+	uint32_t meta_len;	/* type-specific metadata after the header (checksummed) */
+	uint32_t data_len;	/* payload after the metadata (page data) */
+	uint32_t round;		/* precopy round the packet belongs to */
+};
+
+/* Encode the header; the checksum covers the header and meta. */
+void mfd__pkt_hdr_encode(uint8_t buf[MFD_PKT_HDR_LEN], const struct mfd__pkt_hdr *h,
+			 const void *meta);
+/* Decode the fixed header: magic, reserved bits, known type, bounds of meta_len/data_len. */
+int mfd__pkt_hdr_decode(const uint8_t buf[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr *h, int chan,
+			struct mfd_error *err);
+/* Check the checksum once the meta has been read. */
+int mfd__pkt_check(const uint8_t hdr[MFD_PKT_HDR_LEN], const void *meta, uint32_t meta_len,
+		   int chan, struct mfd_error *err);
+
+/* What a receiver knows to validate RAM packets: set when the block table is accepted. */
+struct mfd__ram_limits {
+	uint32_t nblocks;
+	uint32_t page_size;
+	uint32_t max_pages;		/* negotiated batch bound */
+	const uint64_t *block_len;	/* nblocks lengths in bytes */
+};
+
+/* RAM meta: u32 block, u32 normal, u32 zero, u32 reserved, u64 offsets[normal + zero]. */
+uint32_t mfd__ram_meta_encode(uint8_t *meta, const struct mfd__ram_batch *b);
+int mfd__ram_meta_decode(const uint8_t *meta, uint32_t meta_len, uint32_t data_len,
+			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
+			 struct mfd_error *err);
+
+/* ---- main-channel records ----------------------------------------------------------------- */
+struct mfd__block_desc {
+	char name[MFD_MAX_NAME + 1];
+	uint64_t length;
+	uint32_t page_size;
+};
+
+/* Block table: u32 count, u32 reserved, then per block u16 name_len, name, u32 page_size,
+ * u64 length.  Encode returns the meta length (buffer: MFD_PROTO_MAX_META). */
+uint32_t mfd__blocks_encode(uint8_t *meta, const struct mfd__block_desc *b, uint32_t n);
+int mfd__blocks_decode(const uint8_t *meta, uint32_t len, struct mfd__block_desc *b, uint32_t *n,
+		       struct mfd_error *err);
+
+/* Status records (BLOCKS_ACK, COMMIT): i32 status, u32 flags, u64 digest. */
+struct mfd__status_rec {
+	int32_t status;
+	uint32_t flags;
+	uint64_t digest;
+};
+#define MFD_STATUS_REC_LEN 16
+void mfd__status_encode(uint8_t meta[MFD_STATUS_REC_LEN], const struct mfd__status_rec *r);
+int mfd__status_decode(const uint8_t *meta, uint32_t len, struct mfd__status_rec *r, int chan,
+		       struct mfd_error *err);
+
+/* END: u64 normal_pages, u64 zero_pages, u64 digest, u32 flags, u32 reserved. */
+struct mfd__end_rec {
+	uint64_t normal_pages;
+	uint64_t zero_pages;
+	uint64_t digest;
+	uint32_t flags;
+};
+#define MFD_END_REC_LEN 32
+void mfd__end_encode(uint8_t meta[MFD_END_REC_LEN], const struct mfd__end_rec *r);
+int mfd__end_decode(const uint8_t *meta, uint32_t len, struct mfd__end_rec *r, struct mfd_error *err);
+
+/* EOS: u64 packets the channel carried before this one. */
+#define MFD_EOS_REC_LEN 8
+
+/* ERROR: i32 code, u32 msg_len, msg bytes (<= MFD_ERROR_MSG_MAX - 1). */
+uint32_t mfd__errrec_encode(uint8_t *meta, int code, const char *msg);
+int mfd__errrec_decode(const uint8_t *meta, uint32_t len, int *code, char *msg, size_t msgcap,
+		       int chan, struct mfd_error *err);
+
+#endif
