@@ -39,13 +39,12 @@ MFD_API const char *mfd_strerror(int code)
 {
 	if (code == 0)
 		return "success";
-	if (code <= -MFD_EBASE - 1 && code > MFD_ELAST) {
-		const char *m = mfd_messages[-code - MFD_EBASE];
+	if (code <= -MFD_EBASE) {
+		const char *m = code > MFD_ELAST ? mfd_messages[-code - MFD_EBASE] : NULL;
 		return m ? m : "unknown error";
 	}
-	if (code < 0 && code > -4096) {
-		/* strerror() is not thread-safe; use a fixed table of the ones we return, else the
-		 * thread-safe GNU variant into a static per-thread buffer. */
+	if (code < 0) {
+		/* strerror() is not thread-safe: use the GNU strerror_r into a per-thread buffer. */
 		static _Thread_local char buf[96];
 		return strerror_r(-code, buf, sizeof(buf));
 	}

@@ -57,7 +57,9 @@ static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error
 					  s->ram.page_size);
 			goto refuse;
 		}
+		pthread_mutex_lock(&s->lock);
 		s->nchan = h.channel_count;
+		pthread_mutex_unlock(&s->lock);
 		s->features = h.features;
 		s->batch_pages = h.batch_pages;
 	} else {
@@ -88,6 +90,9 @@ static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error
 	reply(fd, 0, h.features);
 	if ((rc = mfd__session_add_chan(s, h.channel_id, fd)))
 		return mfd__err_set(err, rc, h.channel_id, "channel");
+	/* The handshake went over the bare fd: count it like the source does. */
+	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_in, MFD_HELLO_LEN, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_out, MFD_ACCEPT_LEN, __ATOMIC_RELAXED);
 	/* The main channel keeps a send timeout (for ERROR records to a stuck peer); data channels
 	 * may idle for a long time between rounds, so they wait without one. */
 	if (h.channel_id != 0)

@@ -42,7 +42,9 @@ int mfd__outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_err
 	if ((rc = mfd__uuid_generate(s->session_id)))
 		return mfd__err_set(err, rc, -1, "session id");
 	s->features = s->verify ? MFD_FEAT_VERIFY : 0;
+	pthread_mutex_lock(&s->lock);
 	s->nchan = n;
+	pthread_mutex_unlock(&s->lock);
 
 	for (unsigned i = 0; i < n; i++) {
 		int fd = u.kind == MFD_URI_FD ? u.fds[i]

@@ -35,6 +35,8 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 	return s;
 }
 
+static void free_workers(struct mfd__wstate *ws, unsigned n);
+
 MFD_API void mfd_session_free(struct mfd_session *s)
 {
 	if (!s)
@@ -49,13 +51,7 @@ MFD_API void mfd_session_free(struct mfd_session *s)
 	for (int i = 0; i < s->pending_fds.nfds; i++)
 		if (s->pending_fds.fds[i] >= 0)
 			close(s->pending_fds.fds[i]);
-	if (s->ws) {
-		for (unsigned i = 0; i < s->nchan - 1; i++) {
-			free(s->ws[i].meta);
-			free(s->ws[i].iov);
-		}
-		free(s->ws);
-	}
+	free_workers(s->ws, s->nws);
 	free(s->map);
 	free(s->src_len);
 	mfd__ram_free(&s->ram);
@@ -123,7 +119,18 @@ MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct m
 		return mfd__err_set(err, MFD_ESTATE, -1, "connect needs an outgoing session");
 	if (!configurable(s))
 		return mfd__err_set(err, MFD_ESTATE, -1, "session already connected");
-	return mfd__outgoing_connect(s, uri, err);
+	struct mfd_error e;
+	mfd_error_clear(&e);
+	int rc = mfd__outgoing_connect(s, uri, &e);
+	if (rc == 0)
+		return 0;
+	/* A cancel shuts the sockets down, so the connect fails with whatever that caused: report
+	 * the cancel, not its echo. */
+	if (mfd__session_canceled(s))
+		return mfd__err_set(err, MFD_ECANCELED, -1, "while connecting");
+	mfd__err_copy(err, &e);
+	mfd__session_set_status(s, MFD_STATUS_FAILED);
+	return rc;
 }
 
 MFD_API int mfd_session_listen(struct mfd_session *s, const char *uri, struct mfd_error *err)
@@ -165,14 +172,16 @@ MFD_API int mfd_session_local_uri(struct mfd_session *s, char *buf, size_t len)
 MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err)
 {
 	pthread_mutex_lock(&s->lock);
-	bool again = s->started;
+	bool again = s->started, canceled = s->canceled;
 	s->started = true;
 	pthread_mutex_unlock(&s->lock);
 	if (again)
 		return mfd__err_set(err, MFD_ESTATE, -1, "a session runs once");
+	if (canceled)
+		return mfd__err_set(err, MFD_ECANCELED, -1, "canceled before it ran");
 	if (s->ram.n == 0)
 		return mfd__err_set(err, -EINVAL, -1, "no RAM blocks registered");
-	s->t_start_ns = mfd__now_ns();
+	__atomic_store_n(&s->t_start_ns, mfd__now_ns(), __ATOMIC_RELAXED);
 	mfd__session_set_status(s, MFD_STATUS_SETUP);
 	int rc = s->role == MFD_OUTGOING ? mfd__outgoing_run(s, err) : mfd__incoming_run(s, err);
 	return mfd__session_finish(s, rc, err);
@@ -183,6 +192,8 @@ MFD_API void mfd_session_cancel(struct mfd_session *s)
 	pthread_mutex_lock(&s->lock);
 	bool first = !s->canceled;
 	s->canceled = true;
+	if (first && !s->started)	/* run() will not start; say so now */
+		mfd__session_set_status(s, MFD_STATUS_CANCELLED);
 	pthread_mutex_unlock(&s->lock);
 	if (!first)
 		return;
@@ -278,17 +289,35 @@ int mfd__session_add_chan(struct mfd_session *s, unsigned id, int fd)
 	return 0;
 }
 
+static void free_workers(struct mfd__wstate *ws, unsigned n)
+{
+	if (!ws)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		free(ws[i].meta);
+		free(ws[i].iov);
+	}
+	free(ws);
+}
+
 int mfd__session_alloc_workers(struct mfd_session *s, unsigned n)
 {
-	s->ws = calloc(n, sizeof(*s->ws));
-	if (!s->ws)
+	struct mfd__wstate *ws = calloc(n, sizeof(*ws));
+	if (!ws)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		s->ws[i].meta = malloc(MFD_PROTO_MAX_META);
-		s->ws[i].iov = malloc((MFD_MAX_BATCH_PAGES + 2) * sizeof(struct iovec));
-		if (!s->ws[i].meta || !s->ws[i].iov)
+		ws[i].meta = malloc(MFD_PROTO_MAX_META);
+		ws[i].iov = malloc((MFD_MAX_BATCH_PAGES + 2) * sizeof(struct iovec));
+		if (!ws[i].meta || !ws[i].iov) {
+			free_workers(ws, n);
 			return -ENOMEM;
+		}
 	}
+	/* Published under the lock: stats readers on other threads look at it. */
+	pthread_mutex_lock(&s->lock);
+	s->ws = ws;
+	s->nws = n;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -333,8 +362,12 @@ int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err)
 		struct mfd_error e;
 		mfd__errbox_get(&s->errbox, &e);
 		mfd__err_copy(err, &e);
-		mfd__session_set_status(s, rc == MFD_ECANCELED ? MFD_STATUS_CANCELLED : MFD_STATUS_FAILED);
-		return e.code ? e.code : rc;
+		if (e.code)
+			rc = e.code;	/* the first error is the cause; later ones are its echoes */
+		/* "cancelled" only when this side was canceled; a peer's cancel is a failure here. */
+		mfd__session_set_status(s, mfd__session_canceled(s) ? MFD_STATUS_CANCELLED
+							      : MFD_STATUS_FAILED);
+		return rc;
 	}
 	mfd__session_set_status(s, MFD_STATUS_COMPLETED);
 	return 0;
@@ -434,15 +467,15 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->status = __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
-	uint64_t start = s->t_start_ns, end = __atomic_load_n(&s->t_end_ns, __ATOMIC_RELAXED);
+	uint64_t start = __atomic_load_n(&s->t_start_ns, __ATOMIC_RELAXED), end = __atomic_load_n(&s->t_end_ns, __ATOMIC_RELAXED);
 	uint64_t setup = __atomic_load_n(&s->t_setup_ns, __ATOMIC_RELAXED);
 	if (start) {
 		st->total_ms = ((end ? end : mfd__now_ns()) - start) / 1000000;
 		st->setup_ms = setup ? (setup - start) / 1000000 : 0;
 	}
 	st->mem_bytes = s->ram.total_bytes;
-	st->channels = s->nchan ? s->nchan - 1 : s->channels;
 	pthread_mutex_lock(&s->lock);
+	st->channels = s->nchan ? s->nchan - 1 : s->channels;
 	for (unsigned i = 0; i < s->nchan && i <= MFD_MAX_CHANNELS; i++) {
 		struct mfd__chan *c = s->chan[i];
 		if (!c)
@@ -451,14 +484,12 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 				    __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
 		st->wire_bytes += st->chan[i].bytes;
 	}
-	pthread_mutex_unlock(&s->lock);
-	if (s->ws) {
-		for (unsigned i = 0; i + 1 < s->nchan; i++) {
-			st->chan[i + 1].packets = __atomic_load_n(&s->ws[i].packets, __ATOMIC_RELAXED);
-			st->normal_pages += __atomic_load_n(&s->ws[i].normal_pages, __ATOMIC_RELAXED);
-			st->zero_pages += __atomic_load_n(&s->ws[i].zero_pages, __ATOMIC_RELAXED);
-		}
+	for (unsigned i = 0; s->ws && i < s->nws; i++) {
+		st->chan[i + 1].packets = __atomic_load_n(&s->ws[i].packets, __ATOMIC_RELAXED);
+		st->normal_pages += __atomic_load_n(&s->ws[i].normal_pages, __ATOMIC_RELAXED);
+		st->zero_pages += __atomic_load_n(&s->ws[i].zero_pages, __ATOMIC_RELAXED);
 	}
+	pthread_mutex_unlock(&s->lock);
 	st->chan[0].packets = __atomic_load_n(&s->main_tx_seq, __ATOMIC_RELAXED) +
 			      __atomic_load_n(&s->main_rx_seq, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i <= st->channels; i++)

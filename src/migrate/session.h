@@ -63,7 +63,8 @@ struct mfd_session {
 	pthread_mutex_t lock;			/* protects chan[] slots, canceled, started */
 	struct mfd__chan *chan[MFD_MAX_CHANNELS + 1];	/* [0] main; protected by lock for
 							 * publication; each used by its owner */
-	unsigned nchan;				/* main + data channels in use */
+	unsigned nchan;				/* main + data channels in use; written under
+						 * lock (stats read it), before threads start */
 	bool canceled;				/* protected by lock */
 	bool started;				/* run() entered; protected by lock */
 	bool stopping;				/* failure handling began; protected by lock */
@@ -79,7 +80,8 @@ struct mfd_session {
 
 	struct mfd__errbox errbox;
 	struct mfd__pool *pool;			/* created by run(); owned by the run thread */
-	struct mfd__wstate *ws;			/* channels-1 entries */
+	struct mfd__wstate *ws;			/* nws entries; published under lock */
+	unsigned nws;
 
 	/* Incoming: source block id -> local block index, and the limits for RAM packets. */
 	uint32_t *map;
@@ -91,7 +93,7 @@ struct mfd_session {
 	uint64_t main_rx_seq;			/* atomic: packets received on the main channel */
 
 	int status;				/* atomic: enum mfd_status */
-	uint64_t t_start_ns;			/* set by run() before threads start */
+	uint64_t t_start_ns;			/* atomic (stats read it from any thread) */
 	uint64_t t_setup_ns;			/* atomic */
 	uint64_t t_end_ns;			/* atomic */
 	bool verified;				/* atomic */

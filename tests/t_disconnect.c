@@ -1,0 +1,194 @@
+/* t_disconnect — a peer that disappears mid-transfer.  A real source and a real destination run
+ * in two processes; one is killed (SIGKILL) while pages are moving.  The survivor must fail with
+ * a transport error within a second, join every thread, and (for a source) keep its memory
+ * intact.  Also: a hand-made destination that handshakes, then closes in the middle of a packet. */
+#include <signal.h>
+#include <sys/wait.h>
+#include "chan/chan.h"
+#include "fakepeer.h"
+
+#define LEN (1024u << 20)
+
+static uint8_t *make_mem(int fill)
+{
+	uint8_t *m = t_map(LEN);
+	if (fill)
+		memset(m, fill, LEN);	/* non-zero everywhere: every page carries data */
+	return m;
+}
+
+struct watcher {
+	struct mfd_session *s;
+	pid_t victim;
+	uint64_t kill_at_bytes;
+	uint64_t killed_ns;
+	pthread_t t;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Kill the peer once this side has moved some bytes: the kill lands mid-transfer. */
+static void *watch(void *arg)
+{
+	struct watcher *w = arg;
+	for (int i = 0; i < 300000; i++) {	/* 60 s: sanitizer builds are slow */
+		struct mfd_stats st;
+		mfd_session_get_stats(w->s, &st);
+		if (st.wire_bytes >= w->kill_at_bytes)
+			break;
+		usleep(200);
+	}
+	kill(w->victim, SIGKILL);
+	w->killed_ns = now_ns();
+	return NULL;
+}
+
+static void kill_destination(void)
+{
+	int p[2];
+	CHECK(pipe(p) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct mfd_session *s = mfd_session_new(MFD_INCOMING);
+		uint8_t *m = make_mem(0);
+		mfd_ram_block_add(s, "ram", m, LEN, 4096, MFD_BLOCK_ZEROED);
+		char uri[256];
+		mfd_session_listen(s, "tcp:127.0.0.1:0", NULL);
+		mfd_session_local_uri(s, uri, sizeof(uri));
+		mfd__io_write_fd(p[1], uri, sizeof(uri));
+		mfd_session_run(s, NULL);
+		_exit(0);
+	}
+	close(p[1]);
+	char uri[256];
+	CHECK_CODE(mfd__io_read_fd(p[0], uri, sizeof(uri)), 0);
+	close(p[0]);
+	uint8_t *m = make_mem(0x5a);
+	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+	mfd_ram_block_add(s, "ram", m, LEN, 4096, 0);
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	CHECK_CODE(mfd_session_connect(s, uri, &err), 0);
+	struct watcher w = { .s = s, .victim = pid, .kill_at_bytes = 64u << 20 };
+	pthread_create(&w.t, NULL, watch, &w);
+	int rc = mfd_session_run(s, &err);
+	uint64_t done = now_ns();
+	pthread_join(w.t, NULL);
+	waitpid(pid, NULL, 0);
+	fprintf(stderr, "source saw: %s (%.0f ms after the kill)\n", err.msg,
+		(double)(done - w.killed_ns) / 1e6);
+	CHECK(rc == -EPIPE || rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC);
+	CHECK(done - w.killed_ns < 1000000000ull);
+	CHECK(err.channel >= 0);	/* the message names the channel */
+	struct mfd_stats st;
+	mfd_session_get_stats(s, &st);
+	CHECK_EQ(st.status, MFD_STATUS_FAILED);
+	for (size_t i = 0; i < LEN; i += 4096)	/* source memory intact */
+		if (m[i] != 0x5a || m[i + 4095] != 0x5a) {
+			CHECK(!"source memory changed");
+			break;
+		}
+	mfd_session_free(s);
+	munmap(m, LEN);
+}
+
+static void kill_source(void)
+{
+	struct mfd_session *s = mfd_session_new(MFD_INCOMING);
+	uint8_t *m = make_mem(0);
+	mfd_ram_block_add(s, "ram", m, LEN, 4096, MFD_BLOCK_ZEROED);
+	char uri[256];
+	mfd_session_listen(s, "unix:/tmp/mfd-t-disconnect.sock", NULL);
+	mfd_session_local_uri(s, uri, sizeof(uri));
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct mfd_session *o = mfd_session_new(MFD_OUTGOING);
+		uint8_t *sm = make_mem(0x33);
+		mfd_ram_block_add(o, "ram", sm, LEN, 4096, 0);
+		if (mfd_session_connect(o, uri, NULL) == 0)
+			mfd_session_run(o, NULL);
+		_exit(0);
+	}
+	struct watcher w = { .s = s, .victim = pid, .kill_at_bytes = 64u << 20 };
+	pthread_create(&w.t, NULL, watch, &w);
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	int rc = mfd_session_run(s, &err);
+	uint64_t done = now_ns();
+	pthread_join(w.t, NULL);
+	waitpid(pid, NULL, 0);
+	fprintf(stderr, "destination saw: %s (%.0f ms after the kill)\n", err.msg,
+		(double)(done - w.killed_ns) / 1e6);
+	CHECK(rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC || rc == -EPIPE);
+	CHECK(done - w.killed_ns < 1000000000ull);
+	mfd_session_free(s);
+	munmap(m, LEN);
+}
+
+/* A destination that handshakes, accepts the block table, reads part of the first RAM packet
+ * and closes every channel: the real source must fail, never hang. */
+static void fake_destination_closes_mid_packet(void)
+{
+	struct mfd__uri u;
+	mfd__uri_parse("tcp:127.0.0.1:0", &u, NULL);
+	int lfd = mfd__sock_listen(&u, 16, NULL);
+	char uri[256];
+	mfd__sock_local_uri(lfd, uri, sizeof(uri));
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fds[3];
+		for (int i = 0; i < 3; i++) {
+			fds[i] = mfd__sock_accept(lfd, 5000, -1, NULL);
+			uint8_t hb[MFD_HELLO_LEN], ab[MFD_ACCEPT_LEN];
+			struct mfd__hello h;
+			mfd__io_read_fd(fds[i], hb, sizeof(hb));
+			mfd__hello_decode(hb, sizeof(hb), &h, NULL);
+			struct mfd__accept a = { .version = 1, .features = h.features };
+			mfd__accept_encode(ab, &a);
+			mfd__io_write_fd(fds[i], ab, sizeof(ab));
+		}
+		/* Channels arrive in order here (the source connects 0, 1, 2). */
+		static uint8_t meta[MFD_PROTO_MAX_META];
+		uint8_t hdr[MFD_PKT_HDR_LEN];
+		mfd__io_read_fd(fds[0], hdr, sizeof(hdr));
+		mfd__io_read_fd(fds[0], meta, mfd__get32(hdr + 16));
+		uint64_t seq = 0;
+		struct mfd__status_rec ok = { 0 };
+		uint8_t sm[MFD_STATUS_REC_LEN];
+		mfd__status_encode(sm, &ok);
+		fake_send_pkt(fds[0], &seq, MFD_PKT_BLOCKS_ACK, sm, sizeof(sm), NULL, 0);
+		static uint8_t part[100000];
+		mfd__io_read_fd(fds[1], part, sizeof(part));	/* header, meta, part of the data */
+		_exit(0);	/* closes everything mid-packet */
+	}
+	close(lfd);
+	size_t len = 64u << 20;
+	uint8_t *m = t_map(len);
+	memset(m, 0x77, len);
+	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+	mfd_session_set(s, MFD_OPT_CHANNELS, 2);
+	mfd_ram_block_add(s, "ram", m, len, 4096, 0);
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	int rc = mfd_session_connect(s, uri, &err);
+	CHECK_CODE(rc, 0);
+	rc = mfd_session_run(s, &err);
+	fprintf(stderr, "source saw: %s\n", err.msg);
+	CHECK(rc == -EPIPE || rc == -ECONNRESET || rc == MFD_ECLOSED);
+	waitpid(pid, NULL, 0);
+	mfd_session_free(s);
+	munmap(m, len);
+}
+
+int main(void)
+{
+	fake_destination_closes_mid_packet();
+	kill_destination();
+	kill_source();
+	return t_done("t_disconnect");
+}
