@@ -99,14 +99,16 @@ $(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(STATIC_LIB) $(LDLIBS)
 
-# libFuzzer builds (clang): make fuzz-libfuzzer; binaries in build-libfuzzer/.
+# libFuzzer builds (clang): make fuzz-libfuzzer; binaries in build-libfuzzer/.  The library is
+# instrumented for coverage too (fuzzer-no-link), so the fuzzer sees inside the decoders.
+CLANG_FUZZ_FLAGS := -Wno-unknown-warning-option -fsanitize=fuzzer-no-link
 fuzz-libfuzzer:
-	$(MAKE) CC=clang BUILD=build-libfuzzer SANITIZE=address,undefined lib
+	$(MAKE) CC=clang BUILD=build-libfuzzer SANITIZE=address,undefined CFLAGS="$(CLANG_FUZZ_FLAGS)" lib
 	@mkdir -p build-libfuzzer/fuzz
 	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
 	  echo "  FUZZ   build-libfuzzer/fuzz/$$n"; \
-	  clang $(BASE_CFLAGS) -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -o build-libfuzzer/fuzz/$$n $$f \
-	    build-libfuzzer/libmultifd.a $(LDLIBS) || exit 1; done
+	  clang $(BASE_CFLAGS) -Wno-unknown-warning-option -fsanitize=fuzzer,address,undefined \
+	    -o build-libfuzzer/fuzz/$$n $$f build-libfuzzer/libmultifd.a $(LDLIBS) || exit 1; done
 
 test: deps all
 	@scripts/runtests.sh $(BUILD)

@@ -65,7 +65,10 @@ enum mfd_errcode {
 	MFD_EURI = -1023,	/* malformed URI */
 	MFD_ESTATE = -1024,	/* call not valid in the session's current state */
 	MFD_ECOUNT = -1025,	/* packet or page totals differ from what the source sent */
-	MFD_ELAST = -1026
+	MFD_ECONVERGE = -1026,	/* did not converge before the deadline */
+	MFD_EDEVICE = -1027,	/* device state unknown, too new, or refused by its loader */
+	MFD_EROUND = -1028,	/* packet of the wrong precopy round */
+	MFD_ELAST = -1029
 };
 
 #define MFD_ERROR_MSG_MAX 256
@@ -91,12 +94,27 @@ enum mfd_role {
 };
 
 enum mfd_option {
-	MFD_OPT_CHANNELS = 1,	/* data channels, 1..MFD_MAX_CHANNELS (default 4) */
-	MFD_OPT_BATCH_PAGES,	/* pages per RAM packet, 1..MFD_MAX_BATCH_PAGES (default 512) */
+	/* Outgoing: the number to use.  Incoming: the most a source may use (it bounds what the
+	 * destination allocates); default 4 outgoing, MFD_MAX_CHANNELS incoming. */
+	MFD_OPT_CHANNELS = 1,	/* data channels, 1..MFD_MAX_CHANNELS */
+	MFD_OPT_BATCH_PAGES,	/* pages per RAM packet, 1..MFD_MAX_BATCH_PAGES; as above, default
+				 * 512 (2 MiB) outgoing, MFD_MAX_BATCH_PAGES incoming */
 	MFD_OPT_VERIFY,		/* 1: digest every block on both sides and compare (default 0) */
 	MFD_OPT_QUEUE_DEPTH,	/* jobs queued per worker before submit blocks (default 4) */
-	MFD_OPT_TIMEOUT_MS,	/* connect / handshake / idle timeout (default 10000; 0 = none) */
+	MFD_OPT_TIMEOUT_MS,	/* connect, handshake, and silence on the main channel (the source
+				 * pings it); default 10000, 0 = none */
 	MFD_OPT_ZERO_DETECT,	/* 1: send all-zero pages as offsets only (default 1) */
+	/* Live migration (outgoing, with a dirty tracker): */
+	MFD_OPT_DOWNTIME_MS,	/* switch over when the expected downtime is below this (300) */
+	MFD_OPT_MAX_BANDWIDTH,	/* bytes per second over all channels; 0 = unlimited (0) */
+	MFD_OPT_DEADLINE_MS,	/* give up converging after this long; 0 = never (0) */
+	MFD_OPT_DEADLINE_FORCE,	/* at the deadline: 1 = switch over anyway, 0 = fail (0) */
+	MFD_OPT_AUTO_THROTTLE,	/* 1: ask the embedder to throttle when not converging (1) */
+	MFD_OPT_THROTTLE_INITIAL,	/* first throttle percentage (20) */
+	MFD_OPT_THROTTLE_STEP,	/* added each round that still does not converge (10) */
+	MFD_OPT_THROTTLE_MAX,	/* upper bound, 1..99 (99) */
+	/* Incoming: */
+	MFD_OPT_DEVICE_MAX_BYTES,	/* bound on one device's state and on their total (64 MiB) */
 };
 
 #define MFD_MAX_CHANNELS 64
@@ -120,7 +138,8 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 
 /* Register a RAM block.  The memory [host, host+len) is owned by the caller and must stay mapped
  * until the session is freed.  len must be a multiple of page_size; page_size a power of two from
- * 4 KiB to 1 GiB.  Block names are unique within a session; both sides register the same names,
+ * 4 KiB to 64 KiB, the same for every block of a session (huge-page backed memory is still moved
+ * and tracked in small pages).  Block names are unique within a session; both sides register the same names,
  * lengths and page sizes (the destination checks).  Returns the block index (>= 0) or an error. */
 MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *host, uint64_t len,
 			      uint32_t page_size, unsigned flags);
@@ -159,6 +178,44 @@ struct mfd_kvm_slot {
 	uint64_t block_offset;	/* where the slot starts within the block */
 };
 
+/* Choose how the source finds pages written during the migration.  Without a tracker the
+ * session sends every page once (the memory must not change).  Call before connect. */
+MFD_API int mfd_session_track_uffd(struct mfd_session *s);	/* userfaultfd write-protect */
+MFD_API int mfd_session_track_kvm(struct mfd_session *s, int vm_fd, const struct mfd_kvm_slot *slots,
+				  unsigned nslots);		/* KVM dirty log; slots copied */
+MFD_API int mfd_session_track_manual(struct mfd_session *s);	/* mfd_session_mark_dirty */
+/* Manual tracking: the embedder reports a write.  Thread-safe, lock-free; any time. */
+MFD_API int mfd_session_mark_dirty(struct mfd_session *s, int block, uint64_t offset, uint64_t len);
+
+/* What the library asks of the embedder during a live migration.  Called from the thread that
+ * runs mfd_session_run.  Every member may be NULL. */
+struct mfd_callbacks {
+	/* Switchover: stop the guest (vCPUs, devices) now.  0, or a negative code to abort. */
+	int (*stop)(void *opaque);
+	/* The migration failed after stop(): start the guest again on the source. */
+	void (*resume)(void *opaque);
+	/* Slow the guest down to (100 - pct)% of its speed; pct 0 lifts the throttle. */
+	void (*throttle)(void *opaque, unsigned pct);
+	void *opaque;
+};
+MFD_API void mfd_session_set_callbacks(struct mfd_session *s, const struct mfd_callbacks *cb);
+
+/* ---- device state ------------------------------------------------------------------------- */
+
+struct mfd_device_ops {
+	/* Source, at switchover with the guest stopped: write the state into buf (cap bytes) and
+	 * return its length; if it needs more than cap, return the length needed (the library calls
+	 * again with a buffer that large); < 0 on error. */
+	long (*save)(void *opaque, void *buf, size_t cap);
+	/* Destination: load a state of len bytes that a source with `version` saved.  0 or < 0. */
+	int (*load)(void *opaque, const void *buf, size_t len, uint32_t version);
+};
+
+/* Register a device on either side.  (name, instance) identifies it; the destination accepts
+ * state from versions up to its own.  ops and opaque must outlive the session. */
+MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t instance,
+			   uint32_t version, const struct mfd_device_ops *ops, void *opaque);
+
 /* ---- statistics --------------------------------------------------------------------------- */
 
 struct mfd_channel_stats {
@@ -179,12 +236,26 @@ struct mfd_stats {
 	struct mfd_channel_stats chan[MFD_MAX_CHANNELS + 1];	/* [0] main, [1..] data */
 	bool verified;			/* MFD_OPT_VERIFY was on and the digests matched */
 	uint64_t digest;		/* combined digest of all blocks when verify is on */
+	/* Live migration (like QEMU's query-migrate): */
+	uint64_t rounds;		/* precopy passes started (the first full pass is 1) */
+	uint64_t dirty_sync_count;	/* dirty bitmap syncs */
+	uint64_t remaining_bytes;	/* dirty bytes still to send, as of the last sync */
+	uint64_t dirty_rate_bps;	/* bytes dirtied per second in the last round */
+	uint64_t bandwidth_bps;		/* bytes sent per second in the last round */
+	double mbps;			/* bandwidth_bps in megabits per second */
+	uint64_t expected_downtime_ms;	/* downtime if the switchover happened now */
+	uint64_t downtime_ms;		/* actual: from stop() to the destination's commit */
+	uint64_t eta_ms;		/* estimated time to completion (0 when unknown) */
+	unsigned throttle_pct;		/* current throttle */
+	unsigned throttle_pct_max;	/* highest throttle asked for */
+	uint64_t device_bytes;		/* device state sent (or received) */
 };
 
 enum mfd_status {
 	MFD_STATUS_NONE = 0,
 	MFD_STATUS_SETUP,
 	MFD_STATUS_ACTIVE,
+	MFD_STATUS_SWITCHOVER,		/* guest stopped, last pages and device state moving */
 	MFD_STATUS_COMPLETED,
 	MFD_STATUS_FAILED,
 	MFD_STATUS_CANCELLED,

@@ -26,6 +26,8 @@ static void *run_thread(void *arg)
 
 struct opts {
 	const char *listen;	/* NULL: use socketpairs through fd: URIs */
+	int timeout_ms;		/* both sides; 0 = default */
+	int64_t max_bw;
 	unsigned channels;
 	unsigned batch;
 	bool verify;
@@ -48,6 +50,12 @@ static int transfer(const struct blockdef *bd, int nb, const struct opts *o, str
 		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_VERIFY, 1), 0);
 	if (o->zero_detect_off)
 		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_ZERO_DETECT, 0), 0);
+	if (o->timeout_ms) {
+		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_TIMEOUT_MS, o->timeout_ms), 0);
+		CHECK_CODE(mfd_session_set(dst.s, MFD_OPT_TIMEOUT_MS, o->timeout_ms), 0);
+	}
+	if (o->max_bw)
+		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_MAX_BANDWIDTH, o->max_bw), 0);
 	for (int i = 0; i < nb; i++) {
 		src.mem[i] = t_map(bd[i].len);
 		dst.mem[i] = t_map(bd[i].len);
@@ -179,6 +187,38 @@ static void test_block_table_mismatch(void)
 	munmap(b, 2 * len);
 }
 
+static void test_destination_limits(void)
+{
+	size_t len = 1 << 20;
+	uint8_t *a = t_map(len), *b = t_map(len);
+	for (int k = 0; k < 2; k++) {
+		struct side src = { 0 }, dst = { 0 };
+		src.s = mfd_session_new(MFD_OUTGOING);
+		dst.s = mfd_session_new(MFD_INCOMING);
+		mfd_ram_block_add(src.s, "ram0", a, len, 4096, 0);
+		mfd_ram_block_add(dst.s, "ram0", b, len, 4096, 0);
+		if (k == 0) {
+			mfd_session_set(src.s, MFD_OPT_CHANNELS, 8);
+			mfd_session_set(dst.s, MFD_OPT_CHANNELS, 4);
+		} else {
+			mfd_session_set(src.s, MFD_OPT_BATCH_PAGES, 256);
+			mfd_session_set(dst.s, MFD_OPT_BATCH_PAGES, 64);
+		}
+		char uri[256];
+		mfd_session_listen(dst.s, "tcp:127.0.0.1:0", &dst.err);
+		mfd_session_local_uri(dst.s, uri, sizeof(uri));
+		pthread_create(&dst.t, NULL, run_thread, &dst);
+		src.rc = mfd_session_connect(src.s, uri, &src.err);
+		pthread_join(dst.t, NULL);
+		CHECK_CODE(dst.rc, k == 0 ? MFD_ECHANCOUNT : MFD_EPAGES);
+		CHECK_CODE(src.rc, k == 0 ? MFD_ECHANCOUNT : MFD_EPAGES);	/* the refusal's code */
+		mfd_session_free(src.s);
+		mfd_session_free(dst.s);
+	}
+	munmap(a, len);
+	munmap(b, len);
+}
+
 struct canceler {
 	struct mfd_session *s;
 	int delay_ms;
@@ -254,6 +294,14 @@ int main(void)
 		close(s6);
 		run_case("tcp6 4ch", one, 1, &(struct opts){ .listen = "tcp:[::1]:0", .channels = 4 });
 	}
+	/* 24 MiB at 16 MiB/s with a 300 ms timeout: the main channel is quiet for 1.5 s and only
+	 * the source's pings keep the destination from giving up. */
+	struct blockdef mid[] = { { "ram0", 24u << 20 } };
+	run_case("pings keep a slow migration alive", mid, 1,
+		 &(struct opts){ .listen = "tcp:127.0.0.1:0", .channels = 2, .timeout_ms = 300,
+				 .max_bw = 16 << 20 });
+	/* The destination bounds what it accepts by its own configuration. */
+	test_destination_limits();
 	test_block_table_mismatch();
 	test_cancel(0);
 	test_cancel(5);

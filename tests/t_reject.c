@@ -370,6 +370,9 @@ int main(void)
 		}
 	});
 
+	/* A source that stays connected but says nothing: the main channel's silence times out. */
+	EXPECT("silent source", -ETIMEDOUT, { setup(&d); });
+
 	/* A complete, valid hand-made stream is accepted (so the cases above fail for their reason). */
 	EXPECT("valid stream", 0, {
 		setup(&d);

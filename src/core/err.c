@@ -32,6 +32,9 @@ static const char *const mfd_messages[] = {
 	E(MFD_EURI, "malformed URI"),
 	E(MFD_ESTATE, "invalid in the current state"),
 	E(MFD_ECOUNT, "packet totals differ from what was sent"),
+	E(MFD_ECONVERGE, "did not converge before the deadline"),
+	E(MFD_EDEVICE, "device state rejected"),
+	E(MFD_EROUND, "packet of the wrong round"),
 #undef E
 };
 

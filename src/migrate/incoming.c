@@ -5,8 +5,12 @@
  * one must match it.  The main channel then carries the block table, which must match the blocks
  * registered here (names, lengths, page sizes).  One worker per data channel reads packets:
  * every field is validated against the table before use, and page data is read straight into
- * destination memory.  END on the main channel and an end-of-stream packet on every data channel
- * close the stream; the totals are checked, the digest compared when verify was negotiated, and
+ * destination memory.  A SYNC marker ends a round on its channel; the worker then waits until
+ * every channel has reached the same marker, so no page of round r+1 is written before every
+ * copy of round r has landed (the ordering guarantee: a stale copy never overwrites a newer one).
+ * Device states arrive on the main channel and go to their load callbacks (bounded in size).
+ * END on the main channel and an end-of-stream packet on every data channel close the stream;
+ * the totals and round counts are checked, the digest compared when verify was negotiated, and
  * only then is COMMIT sent.  Any failure sends an ERROR record and leaves the session failed;
  * the memory then holds a partial migration the embedder must discard. */
 #include <errno.h>
@@ -61,6 +65,19 @@ static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error
 		s->nchan = h.channel_count;
 		pthread_mutex_unlock(&s->lock);
 		s->features = h.features;
+		/* Our configuration bounds what a source may make us allocate. */
+		if (h.channel_count > s->channels + 1u) {
+			rc = mfd__err_set(err, MFD_ECHANCOUNT, h.channel_id,
+					  "source uses %u data channels, we accept up to %u",
+					  h.channel_count - 1u, s->channels);
+			goto refuse;
+		}
+		if (h.batch_pages > s->batch_pages) {
+			rc = mfd__err_set(err, MFD_EPAGES, h.channel_id,
+					  "source batches %u pages, we accept up to %u", h.batch_pages,
+					  s->batch_pages);
+			goto refuse;
+		}
 		s->batch_pages = h.batch_pages;
 	} else {
 		if (memcmp(h.session, s->session_id, MFD_UUID_LEN)) {
@@ -93,12 +110,11 @@ static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error
 	/* The handshake went over the bare fd: count it like the source does. */
 	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_in, MFD_HELLO_LEN, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_out, MFD_ACCEPT_LEN, __ATOMIC_RELAXED);
-	/* The main channel keeps a send timeout (for ERROR records to a stuck peer); data channels
-	 * may idle for a long time between rounds, so they wait without one. */
+	/* The main channel keeps its timeouts: the source pings it while it is quiet, so silence
+	 * for timeout_ms means the source is gone or stuck, and the session fails (which also frees
+	 * the data channels' receivers).  Data channels may idle between rounds: no timeout. */
 	if (h.channel_id != 0)
 		set_rcv_timeout(fd, 0);
-	else
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){ 0, 0 }, sizeof(struct timeval));
 	(*have)++;
 	return 0;
 refuse:
@@ -198,6 +214,11 @@ static int recv_ram(struct mfd_session *s, unsigned w, const struct mfd__pkt_hdr
 		mfd__errbox_setv(&s->errbox, &e);
 		return rc;
 	}
+	if (h->round != ws->round) {
+		mfd__errbox_set(&s->errbox, MFD_EROUND, c->id, "RAM packet %llu of round %u in round %u",
+				(unsigned long long)h->seq, h->round, ws->round);
+		return MFD_EROUND;
+	}
 	struct mfd__block *b = &s->ram.blocks[s->map[ws->batch.block_id]];
 	uint32_t ps = b->page_size;
 	int n = mfd__ram_batch_iov(&ws->batch, b->host, ps, ws->iov);
@@ -249,7 +270,29 @@ static int recv_loop(struct mfd_session *s, unsigned w)
 			if ((rc = recv_ram(s, w, &h)))
 				return rc;
 			break;
+		case MFD_PKT_SYNC:
+			if (h.meta_len != 0) {
+				rc = mfd__err_set(&e, MFD_ELENGTH, c->id, "SYNC with %u bytes of meta",
+						  h.meta_len);
+				goto fail;
+			}
+			if (h.round != ws->round) {
+				rc = mfd__err_set(&e, MFD_EROUND, c->id, "SYNC of round %u in round %u",
+						  h.round, ws->round);
+				goto fail;
+			}
+			/* Ordering: nobody starts round r+1 before every channel finished round r. */
+			if (!s->knobs.no_barrier && mfd__barrier_wait(&s->barrier))
+				return mfd__errbox_code(&s->errbox) ? mfd__errbox_code(&s->errbox)
+								    : MFD_ECANCELED;
+			ws->round++;
+			break;
 		case MFD_PKT_EOS:
+			if (h.round != ws->round) {
+				rc = mfd__err_set(&e, MFD_EROUND, c->id, "end of stream in round %u, "
+						  "channel in round %u", h.round, ws->round);
+				goto fail;
+			}
 			if (h.meta_len != MFD_EOS_REC_LEN) {
 				rc = mfd__err_set(&e, MFD_ELENGTH, c->id, "end of stream of %u bytes",
 						  h.meta_len);
@@ -263,6 +306,9 @@ static int recv_loop(struct mfd_session *s, unsigned w)
 				goto fail;
 			}
 			ws->eos = true;
+			/* A channel that ended no longer holds the others at later markers; a source
+			 * that ends channels at different rounds is caught by END's round count. */
+			mfd__barrier_leave(&s->barrier);
 			return 0;
 		default:
 			rc = mfd__err_set(&e, MFD_ETYPE, c->id, "packet type %u on a data channel", h.type);
@@ -289,13 +335,60 @@ static int in_job(void *owner, unsigned w, void *job)
 
 /* ---- the main channel ---------------------------------------------------------------------- */
 
+/* A device's state: its (bounded) bytes go to its load callback. */
+static int load_device(struct mfd_session *s, const struct mfd__pkt_hdr *h, const uint8_t *meta,
+		       uint64_t *total, struct mfd_error *err)
+{
+	struct mfd__device_id id;
+	int rc = mfd__device_meta_decode(meta, h->meta_len, &id, err);
+	if (rc)
+		return rc;
+	struct mfd__device *d = mfd__devices_find(&s->devices, id.name, id.instance);
+	if (!d)
+		return mfd__err_set(err, MFD_EDEVICE, 0, "no device %s.%u here", id.name, id.instance);
+	if (d->loaded)
+		return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u sent twice", id.name, id.instance);
+	if (id.version > d->version)
+		return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: state version %u, we load up to %u",
+				    id.name, id.instance, id.version, d->version);
+	if (h->data_len > s->device_max || *total + h->data_len > s->device_max)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: %u bytes over the %llu-byte bound",
+				    id.name, id.instance, h->data_len,
+				    (unsigned long long)s->device_max);
+	uint8_t *buf = malloc(h->data_len ? h->data_len : 1);
+	if (!buf)
+		return mfd__err_set(err, -ENOMEM, 0, "device %s.%u state", id.name, id.instance);
+	if ((rc = mfd__chan_read(s->chan[0], buf, h->data_len))) {
+		free(buf);
+		return mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, 0, "reading device %s.%u",
+				    id.name, id.instance);
+	}
+	*total += h->data_len;
+	__atomic_fetch_add(&s->st_device_bytes, h->data_len, __ATOMIC_RELAXED);
+	rc = d->ops.load ? d->ops.load(d->opaque, buf, h->data_len, id.version) : MFD_EDEVICE;
+	free(buf);
+	if (rc)
+		return mfd__err_set(err, rc < 0 ? rc : MFD_EDEVICE, -1, "device %s.%u refused its state",
+				    id.name, id.instance);
+	d->loaded = true;
+	return 0;
+}
+
 /* Read the next main-channel packet; an ERROR record from the source becomes our error. */
 static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *meta, uint8_t want,
 		     struct mfd_error *err)
 {
-	int rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, err);
-	if (rc)
-		return rc;
+	int rc;
+	do {	/* PINGs only keep the idle timeout from firing */
+		rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, err);
+		if (rc == -ETIMEDOUT)
+			return mfd__err_set(err, rc, 0, "source silent for %d ms", s->timeout_ms);
+		if (rc)
+			return rc;
+		if (h->round != 0)
+			return mfd__err_set(err, MFD_EROUND, 0, "main-channel packet with round %u",
+					    h->round);
+	} while (h->type == MFD_PKT_PING && h->meta_len == 0);
 	if (h->type == MFD_PKT_ERROR) {
 		int code;
 		char msg[MFD_ERROR_MSG_MAX];
@@ -303,7 +396,7 @@ static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *met
 			return rc;
 		return mfd__err_set(err, code, -1, "source failed: %s", msg);
 	}
-	if (h->type != want)
+	if (want && h->type != want)
 		return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected %u", h->type, want);
 	return 0;
 }
@@ -327,6 +420,10 @@ int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
 		goto out;
 	}
 	unsigned nw = s->nchan - 1;
+	mfd__barrier_init(&s->barrier, nw);
+	pthread_mutex_lock(&s->lock);
+	s->barrier_ready = true;	/* the failure path may abort it from now on */
+	pthread_mutex_unlock(&s->lock);
 	if ((rc = mfd__session_alloc_workers(s, nw)) ||
 	    (rc = mfd__session_start_pool(s, nw, in_job))) {
 		mfd__err_set(&e, rc, -1, "starting workers");
@@ -348,15 +445,49 @@ int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
 		goto out;
 
 	struct mfd__end_rec end;
-	if ((rc = recv_main(s, &h, meta, MFD_PKT_END, &e)) ||
-	    (rc = mfd__end_decode(meta, h.meta_len, &end, &e)))
-		goto out;
+	uint64_t device_total = 0;
+	for (;;) {
+		if ((rc = recv_main(s, &h, meta, 0, &e)))
+			goto out;
+		if (h.type == MFD_PKT_DEVICE) {
+			if ((rc = load_device(s, &h, meta, &device_total, &e)))
+				goto out;
+			continue;
+		}
+		if (h.type != MFD_PKT_END) {
+			rc = mfd__err_set(&e, MFD_ETYPE, 0, "packet type %u, expected END or DEVICE",
+					  h.type);
+			goto out;
+		}
+		if ((rc = mfd__end_decode(meta, h.meta_len, &end, &e)))
+			goto out;
+		if (end.flags != (s->features & MFD_FEAT_VERIFY)) {
+			rc = mfd__err_set(&e, MFD_EFEATURE, 0, "END flags 0x%x, negotiated 0x%llx",
+					  end.flags, (unsigned long long)s->features);
+			goto out;
+		}
+		break;
+	}
 	if ((rc = mfd__pool_sync(s->pool)))
 		goto out;
 	uint64_t normal = 0, zero = 0;
 	for (unsigned w = 0; w < nw; w++) {
 		normal += s->ws[w].normal_pages;
 		zero += s->ws[w].zero_pages;
+	}
+	for (unsigned w = 0; w < nw; w++) {
+		if (s->ws[w].round != end.rounds) {
+			rc = mfd__err_set(&e, MFD_ECOUNT, (int)w + 1, "channel ended in round %u of %u",
+					  s->ws[w].round, end.rounds);
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < s->devices.n; i++) {
+		if (!s->devices.v[i].loaded) {
+			rc = mfd__err_set(&e, MFD_EDEVICE, -1, "no state arrived for device %s.%u",
+					  s->devices.v[i].name, s->devices.v[i].instance);
+			goto out;
+		}
 	}
 	if (normal != end.normal_pages || zero != end.zero_pages) {
 		rc = mfd__err_set(&e, MFD_ECOUNT, -1,

@@ -3,13 +3,21 @@
  * Data flow: the run thread sends the block table on the main channel and waits for the
  * destination's acknowledgement; it then walks every block in batches of pages and submits one
  * job per batch to the pool.  Each worker detects zero pages and writes a RAM packet — header,
- * offsets, then the pages straight from source memory — on its own channel.  When every batch is
- * queued, each channel gets an end-of-stream packet carrying its packet count; after the pool
- * drains, the main channel carries END (totals and, with verify, the source's digest).  A reader
- * thread on the main channel waits for the destination's COMMIT, or its ERROR record, which it
- * turns into the session's error at once (so a failing destination stops the source promptly).
+ * offsets, then the pages straight from source memory — on its own channel.  A reader thread on
+ * the main channel waits for the destination's COMMIT, or its ERROR record, which it turns into
+ * the session's error at once (so a failing destination stops the source promptly).
  *
- * The source never writes to its own memory: whatever fails, the memory is intact. */
+ * Live migration (a dirty tracker is set): tracking starts before the first full pass.  Each
+ * round ends with a SYNC marker on every data channel; the destination applies nothing of round
+ * r+1 before every channel has delivered round r (docs/design.md, "ordering").  After each round
+ * the pool drains, the tracker's dirty pages become the next round's set, and the convergence
+ * controller decides: another round (maybe throttling the guest), switchover, or failure.  At
+ * switchover the embedder stops the guest, a final dirty sync gives the last set, device states
+ * go on the main channel, every data channel ends with EOS, then END (totals, rounds, digest),
+ * and the migration completes when the destination's COMMIT arrives.
+ *
+ * The source never writes to its own memory.  On any failure the tracker is stopped (memory
+ * writable again), the throttle lifted, and a guest stopped for the switchover resumed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,10 +118,21 @@ static int send_ram(struct mfd_session *s, unsigned w, const struct mfd__job *j)
 	struct mfd__ram_batch *bt = &ws->batch;
 
 	bt->block_id = j->block;
-	bt->normal = (uint32_t)j->count;
 	bt->zero = 0;
-	for (uint32_t i = 0; i < bt->normal; i++)
-		bt->offsets[i] = (j->first + i) * ps;
+	if (j->kind == MFD_JOB_RAM_DIRTY) {
+		const uint64_t *map = s->dirty[j->block];
+		uint64_t end = j->first + j->count, n = 0;
+		for (uint64_t p = mfd__bitmap_next_set(map, end, j->first); p < end;
+		     p = mfd__bitmap_next_set(map, end, p + 1))
+			bt->offsets[n++] = p * ps;
+		bt->normal = (uint32_t)n;
+		if (n == 0)
+			return 0;
+	} else {
+		bt->normal = (uint32_t)j->count;
+		for (uint32_t i = 0; i < bt->normal; i++)
+			bt->offsets[i] = (j->first + i) * ps;
+	}
 	mfd__ram_batch_classify(bt, b->host, ps, s->zero_detect);
 
 	uint32_t meta_len = mfd__ram_meta_encode(ws->meta, bt);
@@ -123,8 +142,11 @@ static int send_ram(struct mfd_session *s, unsigned w, const struct mfd__job *j)
 		.seq = ws->seq++,
 		.meta_len = meta_len,
 		.data_len = bt->normal * ps,
+		.round = j->round,
 	};
 	mfd__pkt_hdr_encode(hdr, &h, ws->meta);
+	if (mfd__ratelimit_wait(&s->rate, sizeof(hdr) + meta_len + h.data_len, &s->errbox.code))
+		return mfd__errbox_code(&s->errbox);
 	ws->iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 	ws->iov[1] = (struct iovec){ ws->meta, meta_len };
 	int n = 2 + mfd__ram_batch_iov(bt, b->host, ps, ws->iov + 2);
@@ -146,13 +168,22 @@ static int out_job(void *owner, unsigned w, void *job)
 	const struct mfd__job *j = job;
 	switch (j->kind) {
 	case MFD_JOB_RAM:
+	case MFD_JOB_RAM_DIRTY:
 		return send_ram(s, w, j);
+	case MFD_JOB_SYNC: {
+		struct mfd__wstate *ws = &s->ws[w];
+		int rc = mfd__send_packet(s->chan[w + 1], &ws->seq, MFD_PKT_SYNC, j->round, NULL, 0,
+					  &s->errbox);
+		if (rc == 0)
+			__atomic_fetch_add(&ws->packets, 1, __ATOMIC_RELAXED);
+		return rc;
+	}
 	case MFD_JOB_EOS: {
 		struct mfd__wstate *ws = &s->ws[w];
 		uint8_t meta[MFD_EOS_REC_LEN];
 		mfd__put64(meta, ws->seq);
-		int rc = mfd__send_packet(s->chan[w + 1], &ws->seq, MFD_PKT_EOS, 0, meta, sizeof(meta),
-					  &s->errbox);
+		int rc = mfd__send_packet(s->chan[w + 1], &ws->seq, MFD_PKT_EOS, j->round, meta,
+					  sizeof(meta), &s->errbox);
 		if (rc == 0)
 			__atomic_fetch_add(&ws->packets, 1, __ATOMIC_RELAXED);
 		return rc;
@@ -191,8 +222,18 @@ static void *main_reader_fn(void *arg)
 		mfd__session_fail(s, -ENOMEM, 0, "main channel reader");
 		return NULL;
 	}
+	/* While the main channel is quiet (rounds, switchover, digests), ping it so the destination
+	 * can tell a slow migration from a vanished source. */
+	int ping_ms = s->timeout_ms > 0 ? MFD_MAX(s->timeout_ms / 3, 1) : -1;
 	for (;;) {
 		struct mfd__pkt_hdr h;
+		if (ping_ms > 0) {
+			int w = mfd__wait_readable(s->chan[0]->fd, ping_ms, -1);
+			if (w == -ETIMEDOUT) {
+				if (mfd__session_send_main(s, MFD_PKT_PING, NULL, 0) == 0)
+					continue;
+			}
+		}
 		int rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, &h, meta, &e);
 		if (rc) {
 			mfd__errbox_setv(&s->errbox, &e);
@@ -272,48 +313,258 @@ static int send_block_table(struct mfd_session *s, uint8_t *meta, struct mfd_err
 	return 0;
 }
 
+/* ---- rounds ------------------------------------------------------------------------------- */
+
+static uint64_t data_bytes_sent(struct mfd_session *s)
+{
+	uint64_t n = 0;
+	for (unsigned i = 1; i < s->nchan; i++)
+		n += __atomic_load_n(&s->chan[i]->bytes_out, __ATOMIC_RELAXED);
+	return n;
+}
+
+/* Queue a full pass over every block (the first round, or the only pass without a tracker). */
+static int submit_full_pass(struct mfd_session *s, uint32_t round)
+{
+	int rc = 0;
+	for (uint32_t b = 0; b < s->ram.n && rc == 0; b++) {
+		const struct mfd__block *blk = &s->ram.blocks[b];
+		for (uint64_t p = 0; p < blk->npages && rc == 0; p += s->batch_pages) {
+			struct mfd__job j = { .kind = MFD_JOB_RAM, .block = b, .round = round, .first = p,
+					      .count = MFD_MIN(s->batch_pages, blk->npages - p) };
+			rc = mfd__pool_submit(s->pool, &j);
+		}
+	}
+	return rc;
+}
+
+/* Queue the dirty pages: spans of the bitmap holding up to batch_pages set bits each. */
+static int submit_dirty(struct mfd_session *s, uint32_t round)
+{
+	int rc = 0;
+	for (uint32_t b = 0; b < s->ram.n && rc == 0; b++) {
+		const uint64_t *map = s->dirty[b];
+		uint64_t n = s->ram.blocks[b].npages;
+		uint64_t p = mfd__bitmap_next_set(map, n, 0);
+		while (p < n && rc == 0) {
+			uint64_t first = p, count = 0, last = p;
+			while (p < n && count < s->batch_pages) {
+				last = p;
+				count++;
+				p = mfd__bitmap_next_set(map, n, p + 1);
+			}
+			struct mfd__job j = { .kind = MFD_JOB_RAM_DIRTY, .block = b, .round = round,
+					      .first = first, .count = last - first + 1 };
+			rc = mfd__pool_submit(s->pool, &j);
+		}
+	}
+	return rc;
+}
+
+static int broadcast(struct mfd_session *s, uint32_t kind, uint32_t round)
+{
+	int rc = 0;
+	for (unsigned w = 0; w + 1 < s->nchan && rc == 0; w++) {
+		struct mfd__job j = { .kind = kind, .round = round };
+		rc = mfd__pool_submit_to(s->pool, w, &j);
+	}
+	return rc;
+}
+
+/* Collect the pages written since the last sync into the dirty bitmaps (cleared first unless
+ * `keep`, which merges a final sync into a set not yet sent).  Returns the dirty byte count. */
+static int dirty_sync(struct mfd_session *s, bool keep, uint64_t *bytes, struct mfd_error *err)
+{
+	uint64_t pages = 0;
+	for (uint32_t b = 0; b < s->ram.n; b++) {
+		const struct mfd__block *blk = &s->ram.blocks[b];
+		if (!keep)
+			memset(s->dirty[b], 0, mfd__bitmap_words(blk->npages) * sizeof(uint64_t));
+		int rc = s->tracker->ops->sync(s->tracker, b, s->dirty[b], err);
+		if (rc)
+			return rc;
+		pages += mfd__bitmap_count(s->dirty[b], blk->npages);
+	}
+	__atomic_fetch_add(&s->st_syncs, 1, __ATOMIC_RELAXED);
+	*bytes = pages * s->ram.page_size;
+	__atomic_store_n(&s->st_remaining, *bytes, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void set_throttle(struct mfd_session *s, unsigned pct)
+{
+	if (__atomic_load_n(&s->st_throttle, __ATOMIC_RELAXED) == pct)
+		return;
+	__atomic_store_n(&s->st_throttle, pct, __ATOMIC_RELAXED);
+	if (pct > __atomic_load_n(&s->st_throttle_max, __ATOMIC_RELAXED))
+		__atomic_store_n(&s->st_throttle_max, pct, __ATOMIC_RELAXED);
+	if (s->cb.throttle)
+		s->cb.throttle(s->cb.opaque, pct);
+}
+
+static int start_tracking(struct mfd_session *s, struct mfd_error *err)
+{
+	int rc = 0;
+	if (s->track_kind == MFD_TRACK_UFFD)
+		rc = mfd__tracker_uffd_new(&s->tracker, &s->ram, false, err);
+	else if (s->track_kind == MFD_TRACK_KVM)
+		rc = mfd__tracker_kvm_new(&s->tracker, &s->ram, s->kvm_fd, s->kvm_slots, s->kvm_nslots,
+					  err);
+	if (rc)
+		return rc;
+	s->dirty = calloc(s->ram.n, sizeof(*s->dirty));
+	if (!s->dirty)
+		return mfd__err_set(err, -ENOMEM, -1, "dirty bitmaps");
+	for (uint32_t b = 0; b < s->ram.n; b++) {
+		s->dirty[b] = calloc(mfd__bitmap_words(s->ram.blocks[b].npages), sizeof(uint64_t));
+		if (!s->dirty[b])
+			return mfd__err_set(err, -ENOMEM, -1, "dirty bitmaps");
+	}
+	return s->tracker->ops->start(s->tracker, err);
+}
+
+/* Iterate rounds until the controller says switch over (0) or fail (< 0).  *round is the round
+ * whose pages the dirty bitmaps now hold (not yet sent). */
+static int precopy(struct mfd_session *s, uint32_t *round, struct mfd_error *err)
+{
+	struct mfd__converge conv;
+	mfd__converge_init(&conv, &s->conv_cfg);
+	uint64_t t_round = mfd__now_ns(), t_sync = t_round, sent0 = data_bytes_sent(s);
+	int rc;
+	for (uint32_t r = 0;; r++) {
+		__atomic_store_n(&s->st_rounds, (uint64_t)r + 1, __ATOMIC_RELAXED);
+		rc = r == 0 ? submit_full_pass(s, r) : submit_dirty(s, r);
+		if (rc == 0)
+			rc = broadcast(s, MFD_JOB_SYNC, r);
+		if (rc == 0)
+			rc = mfd__pool_sync(s->pool);
+		if (rc)
+			return rc;
+		uint64_t now = mfd__now_ns(), sent = data_bytes_sent(s), dirty;
+		if ((rc = dirty_sync(s, false, &dirty, err)))
+			return rc;
+		struct mfd__round info = {
+			.sent_bytes = sent - sent0,
+			.send_ns = now - t_round,
+			.dirty_bytes = dirty,
+			.since_sync_ns = mfd__now_ns() - t_sync,
+			.elapsed_ms = (mfd__now_ns() - s->t_start_ns) / 1000000,
+		};
+		t_sync = mfd__now_ns();
+		enum mfd__decision d = mfd__converge_step(&conv, &info);
+		__atomic_store_n(&s->st_bandwidth, conv.bandwidth_bps, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->st_dirty_rate, conv.dirty_rate_bps, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->st_expected_dt, MFD_MIN(conv.expected_downtime_ms, 1ull << 40),
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&s->st_eta_ms, conv.eta_ms, __ATOMIC_RELAXED);
+		set_throttle(s, conv.throttle_pct);
+		if (r + 1 < s->knobs.min_rounds)
+			d = MFD_DECIDE_CONTINUE;
+		*round = r + 1;
+		if (d == MFD_DECIDE_SWITCHOVER)
+			return 0;
+		if (d == MFD_DECIDE_FAIL)
+			return mfd__err_set(err, MFD_ECONVERGE, -1,
+					    "%llu ms: %llu bytes dirty at %llu B/s, sending %llu B/s",
+					    (unsigned long long)info.elapsed_ms, (unsigned long long)dirty,
+					    (unsigned long long)conv.dirty_rate_bps,
+					    (unsigned long long)conv.bandwidth_bps);
+		t_round = mfd__now_ns();
+		sent0 = data_bytes_sent(s);
+	}
+}
+
+static int send_devices(struct mfd_session *s, uint8_t *meta, struct mfd_error *err)
+{
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	int rc = 0;
+	for (uint32_t i = 0; i < s->devices.n && rc == 0; i++) {
+		const struct mfd__device *d = &s->devices.v[i];
+		long n = mfd__device_save(d, &buf, &cap, MFD_PROTO_MAX_DATA, err);
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		struct mfd__device_id id = { .instance = d->instance, .version = d->version };
+		memcpy(id.name, d->name, sizeof(id.name));
+		uint32_t ml = mfd__device_meta_encode(meta, &id);
+		uint8_t hdr[MFD_PKT_HDR_LEN];
+		pthread_mutex_lock(&s->main_tx_lock);
+		uint64_t sq = __atomic_fetch_add(&s->main_tx_seq, 1, __ATOMIC_RELAXED);
+		struct mfd__pkt_hdr h = { .type = MFD_PKT_DEVICE, .seq = sq, .meta_len = ml,
+					  .data_len = (uint32_t)n };
+		mfd__pkt_hdr_encode(hdr, &h, meta);
+		struct iovec iov[3] = { { hdr, sizeof(hdr) }, { meta, ml }, { buf, (size_t)n } };
+		rc = mfd__chan_writev(s->chan[0], iov, n ? 3 : 2);
+		pthread_mutex_unlock(&s->main_tx_lock);
+		if (rc)
+			mfd__err_set(err, rc, 0, "sending device %s.%u", d->name, d->instance);
+		else
+			__atomic_fetch_add(&s->st_device_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+	}
+	free(buf);
+	return rc;
+}
+
 int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 {
 	int rc;
 	struct mfd_error e;
 	mfd_error_clear(&e);
+	bool live = s->track_kind != MFD_TRACK_NONE, stopped = false, reader_started = false;
+	uint64_t t_stop = 0;
+	uint32_t round = 0;
+	struct main_reader reader = { .s = s };
+	struct mfd__end_rec end = { 0 };
 	if (s->nchan == 0)
 		return mfd__err_set(err, MFD_ESTATE, -1, "connect before run");
 	uint8_t *meta = malloc(MFD_PROTO_MAX_META);
 	if (!meta)
 		return mfd__err_set(err, -ENOMEM, -1, "buffers");
 	if ((rc = send_block_table(s, meta, &e)))
-		goto out_meta;
-	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
-	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
-
+		goto out;
 	unsigned nw = s->nchan - 1;
 	if ((rc = mfd__session_alloc_workers(s, nw)) ||
 	    (rc = mfd__session_start_pool(s, nw, out_job))) {
 		mfd__err_set(&e, rc, -1, "starting workers");
-		goto out_meta;
+		goto out;
 	}
-	struct main_reader reader = { .s = s };
 	if ((rc = -pthread_create(&reader.thread, NULL, main_reader_fn, &reader))) {
 		mfd__err_set(&e, rc, -1, "starting the main channel reader");
-		goto out_meta;
+		goto out;
 	}
+	reader_started = true;
+	if (live && (rc = start_tracking(s, &e)))
+		goto out;
+	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
 
-	for (uint32_t b = 0; b < s->ram.n && rc == 0; b++) {
-		const struct mfd__block *blk = &s->ram.blocks[b];
-		for (uint64_t p = 0; p < blk->npages && rc == 0; p += s->batch_pages) {
-			struct mfd__job j = { .kind = MFD_JOB_RAM, .block = b, .first = p,
-					      .count = MFD_MIN(s->batch_pages, blk->npages - p) };
-			rc = mfd__pool_submit(s->pool, &j);
+	if (live) {
+		if ((rc = precopy(s, &round, &e)))
+			goto out;
+		/* Switchover: stop the guest, take the last dirty pages, send them and the devices. */
+		mfd__session_set_status(s, MFD_STATUS_SWITCHOVER);
+		t_stop = mfd__now_ns();
+		if (s->cb.stop && (rc = s->cb.stop(s->cb.opaque))) {
+			mfd__err_set(&e, rc, -1, "the embedder's stop callback failed");
+			goto out;
 		}
+		stopped = true;
+		uint64_t dirty;
+		if ((rc = dirty_sync(s, true, &dirty, &e)))
+			goto out;
+		__atomic_store_n(&s->st_rounds, (uint64_t)round + 1, __ATOMIC_RELAXED);
+		rc = submit_dirty(s, round);
+	} else {
+		rc = submit_full_pass(s, 0);
 	}
-	for (unsigned w = 0; w < nw && rc == 0; w++) {
-		struct mfd__job j = { .kind = MFD_JOB_EOS };
-		rc = mfd__pool_submit_to(s->pool, w, &j);
-	}
+	if (rc == 0 && s->devices.n)
+		rc = send_devices(s, meta, &e);
+	if (rc == 0)
+		rc = broadcast(s, MFD_JOB_EOS, round);
 	if (rc == 0)
 		rc = mfd__pool_sync(s->pool);
-	struct mfd__end_rec end = { 0 };
 	if (rc == 0 && s->verify) {
 		uint32_t *order = malloc(s->ram.n * sizeof(*order));
 		if (!order) {
@@ -332,12 +583,19 @@ int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 			end.normal_pages += s->ws[w].normal_pages;
 			end.zero_pages += s->ws[w].zero_pages;
 		}
+		end.rounds = round;
 		mfd__end_encode(meta, &end);
 		rc = mfd__session_send_main(s, MFD_PKT_END, meta, MFD_END_REC_LEN);
 		if (rc)
-			mfd__session_fail(s, rc, 0, "sending END");
+			mfd__err_set(&e, rc, 0, "sending END");
 	}
-	pthread_join(reader.thread, NULL);
+out:
+	if (e.code)
+		mfd__errbox_setv(&s->errbox, &e);
+	if (rc)
+		mfd__session_fail(s, rc, -1, "migration");	/* unblocks the reader */
+	if (reader_started)
+		pthread_join(reader.thread, NULL);
 	if (rc == 0)
 		rc = mfd__errbox_code(&s->errbox);
 	if (rc == 0 && !reader.got_commit)
@@ -353,9 +611,14 @@ int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 		else
 			__atomic_store_n(&s->verified, true, __ATOMIC_RELAXED);
 	}
-out_meta:
+	if (stopped && rc == 0)
+		__atomic_store_n(&s->st_downtime_ms, (mfd__now_ns() - t_stop) / 1000000, __ATOMIC_RELAXED);
+	/* Whatever happened, the source goes on: tracking off, throttle lifted, guest resumed. */
+	if (s->tracker)
+		s->tracker->ops->stop(s->tracker);
+	set_throttle(s, 0);
+	if (stopped && rc && s->cb.resume)
+		s->cb.resume(s->cb.opaque);
 	free(meta);
-	if (e.code)
-		mfd__errbox_setv(&s->errbox, &e);
 	return rc;
 }

@@ -18,12 +18,19 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 	if (!s)
 		return NULL;
 	s->role = role;
-	s->channels = 4;
-	s->batch_pages = 512;	/* 2 MiB: one huge page per packet; see docs/design.md */
+	/* Outgoing: what to use.  Incoming: the most to accept (it bounds our allocations). */
+	s->channels = role == MFD_OUTGOING ? 4 : MFD_MAX_CHANNELS;
+	s->batch_pages = role == MFD_OUTGOING ? 512 : MFD_MAX_BATCH_PAGES;	/* 512: 2 MiB, one
+									 * huge page per packet */
 	s->queue_depth = 4;
 	s->timeout_ms = 10000;
 	s->zero_detect = true;
 	s->listen_fd = -1;
+	s->kvm_fd = -1;
+	s->device_max = 64ull << 20;
+	s->conv_cfg = (struct mfd__converge_cfg){ .downtime_ms = 300, .auto_throttle = true,
+						  .throttle_initial = 20, .throttle_step = 10,
+						  .throttle_max = 99 };
 	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->cancel_fd < 0) {
 		free(s);
@@ -31,6 +38,7 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->main_tx_lock, NULL);
+	mfd__ratelimit_init(&s->rate, 0);
 	mfd__errbox_init(&s->errbox);
 	return s;
 }
@@ -52,6 +60,16 @@ MFD_API void mfd_session_free(struct mfd_session *s)
 		if (s->pending_fds.fds[i] >= 0)
 			close(s->pending_fds.fds[i]);
 	free_workers(s->ws, s->nws);
+	mfd__tracker_destroy(s->tracker);
+	if (s->dirty)
+		for (uint32_t i = 0; i < s->ram.n; i++)
+			free(s->dirty[i]);
+	free(s->dirty);
+	free(s->kvm_slots);
+	mfd__devices_free(&s->devices);
+	if (s->barrier_ready)
+		mfd__barrier_destroy(&s->barrier);
+	mfd__ratelimit_destroy(&s->rate);
 	free(s->map);
 	free(s->src_len);
 	mfd__ram_free(&s->ram);
@@ -101,8 +119,132 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 	case MFD_OPT_ZERO_DETECT:
 		s->zero_detect = v != 0;
 		return 0;
+	case MFD_OPT_DOWNTIME_MS:
+		if (v < 1 || v > 3600 * 1000LL)
+			return -EINVAL;
+		s->conv_cfg.downtime_ms = (uint64_t)v;
+		return 0;
+	case MFD_OPT_MAX_BANDWIDTH:
+		if (v < 0)
+			return -EINVAL;
+		s->rate.rate_bps = (uint64_t)v;
+		return 0;
+	case MFD_OPT_DEADLINE_MS:
+		if (v < 0)
+			return -EINVAL;
+		s->conv_cfg.deadline_ms = (uint64_t)v;
+		return 0;
+	case MFD_OPT_DEADLINE_FORCE:
+		s->conv_cfg.deadline_force = v != 0;
+		return 0;
+	case MFD_OPT_AUTO_THROTTLE:
+		s->conv_cfg.auto_throttle = v != 0;
+		return 0;
+	case MFD_OPT_THROTTLE_INITIAL:
+	case MFD_OPT_THROTTLE_STEP:
+	case MFD_OPT_THROTTLE_MAX:
+		if (v < 1 || v > 99)
+			return -EINVAL;
+		if (opt == MFD_OPT_THROTTLE_INITIAL)
+			s->conv_cfg.throttle_initial = (unsigned)v;
+		else if (opt == MFD_OPT_THROTTLE_STEP)
+			s->conv_cfg.throttle_step = (unsigned)v;
+		else
+			s->conv_cfg.throttle_max = (unsigned)v;
+		return 0;
+	case MFD_OPT_DEVICE_MAX_BYTES:
+		if (v < 1 || v > (int64_t)MFD_PROTO_MAX_DATA)
+			return -EINVAL;
+		s->device_max = (uint64_t)v;
+		return 0;
 	}
 	return -EINVAL;
+}
+
+static int set_tracking(struct mfd_session *s, enum mfd__track_kind kind)
+{
+	if (s->role != MFD_OUTGOING)
+		return MFD_ESTATE;
+	if (!configurable(s) || s->track_kind != MFD_TRACK_NONE)
+		return MFD_ESTATE;
+	if (s->ram.n == 0)
+		return -EINVAL;	/* trackers cover the registered blocks: register them first */
+	s->track_kind = kind;
+	return 0;
+}
+
+MFD_API int mfd_session_track_uffd(struct mfd_session *s)
+{
+	return set_tracking(s, MFD_TRACK_UFFD);
+}
+
+MFD_API int mfd_session_track_kvm(struct mfd_session *s, int vm_fd, const struct mfd_kvm_slot *slots,
+				  unsigned nslots)
+{
+	if (vm_fd < 0 || !slots || nslots == 0 || nslots > 4096)
+		return -EINVAL;
+	for (unsigned i = 0; i < nslots; i++) {
+		const struct mfd_kvm_slot *k = &slots[i];
+		if (k->block < 0 || (uint32_t)k->block >= s->ram.n || !k->size ||
+		    k->size % s->ram.page_size || k->block_offset % s->ram.page_size ||
+		    k->block_offset > s->ram.blocks[k->block].len ||
+		    k->size > s->ram.blocks[k->block].len - k->block_offset)
+			return -EINVAL;
+	}
+	int rc = set_tracking(s, MFD_TRACK_KVM);
+	if (rc)
+		return rc;
+	s->kvm_slots = malloc(nslots * sizeof(*slots));
+	if (!s->kvm_slots) {
+		s->track_kind = MFD_TRACK_NONE;
+		return -ENOMEM;
+	}
+	memcpy(s->kvm_slots, slots, nslots * sizeof(*slots));
+	s->kvm_nslots = nslots;
+	s->kvm_fd = vm_fd;
+	return 0;
+}
+
+MFD_API int mfd_session_track_manual(struct mfd_session *s)
+{
+	int rc = set_tracking(s, MFD_TRACK_MANUAL);
+	if (rc)
+		return rc;
+	/* Created now so that mfd_session_mark_dirty works from the start. */
+	rc = mfd__tracker_manual_new(&s->tracker, &s->ram, NULL);
+	if (rc)
+		s->track_kind = MFD_TRACK_NONE;
+	return rc;
+}
+
+MFD_API int mfd_session_mark_dirty(struct mfd_session *s, int block, uint64_t offset, uint64_t len)
+{
+	if (s->track_kind != MFD_TRACK_MANUAL || !s->tracker)
+		return MFD_ESTATE;
+	if (block < 0)
+		return MFD_EBLOCK;
+	return mfd__tracker_manual_mark(s->tracker, (uint32_t)block, offset, len);
+}
+
+MFD_API void mfd_session_set_callbacks(struct mfd_session *s, const struct mfd_callbacks *cb)
+{
+	if (cb)
+		s->cb = *cb;
+	else
+		memset(&s->cb, 0, sizeof(s->cb));
+}
+
+MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t instance,
+			   uint32_t version, const struct mfd_device_ops *ops, void *opaque)
+{
+	if (!configurable(s))
+		return MFD_ESTATE;
+	return mfd__devices_add(&s->devices, name, instance, version, ops, opaque, NULL);
+}
+
+void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k)
+{
+	s->knobs = *k;
 }
 
 MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *host, uint64_t len,
@@ -251,6 +393,11 @@ static void stop_on_failure(struct mfd_session *s)
 		mfd__session_send_main(s, MFD_PKT_ERROR, meta, len);
 	}
 	mfd__session_shutdown_all(s);
+	pthread_mutex_lock(&s->lock);
+	bool barrier = s->barrier_ready;
+	pthread_mutex_unlock(&s->lock);
+	if (barrier)
+		mfd__barrier_abort(&s->barrier);
 }
 
 int mfd__session_fail(struct mfd_session *s, int code, int chan, const char *fmt, ...)
@@ -280,6 +427,8 @@ int mfd__session_add_chan(struct mfd_session *s, unsigned id, int fd)
 	struct mfd__chan *c = mfd__chan_sock_new(fd, (int)id);
 	if (!c)
 		return -ENOMEM;
+	c->hook = s->knobs.hook;
+	c->hook_ctx = s->knobs.hook_ctx;
 	pthread_mutex_lock(&s->lock);
 	s->chan[id] = c;
 	bool canceled = s->canceled;
@@ -399,7 +548,7 @@ int mfd__recv_packet(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h,
 		return mfd__err_set(err, rc, c->id, "reading packet header");
 	if ((rc = mfd__pkt_hdr_decode(hdr, h, c->id, err)))
 		return rc;
-	if (h->data_len)
+	if (h->data_len && h->type != MFD_PKT_DEVICE)
 		return mfd__err_set(err, MFD_ETYPE, c->id, "packet type %u with data on the main channel",
 				    h->type);
 	rc = mfd__chan_read(c, meta, h->meta_len);
@@ -458,8 +607,8 @@ int mfd__session_digest(struct mfd_session *s, const uint32_t *order, uint32_t n
 
 MFD_API const char *mfd_status_name(int status)
 {
-	static const char *const names[] = { "none", "setup", "active", "completed", "failed",
-					     "cancelled" };
+	static const char *const names[] = { "none", "setup", "active", "switchover", "completed",
+					     "failed", "cancelled" };
 	return status >= 0 && status < (int)MFD_ARRAY_SIZE(names) ? names[status] : "unknown";
 }
 
@@ -494,6 +643,18 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 			      __atomic_load_n(&s->main_rx_seq, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i <= st->channels; i++)
 		st->packets += st->chan[i].packets;
+	st->rounds = __atomic_load_n(&s->st_rounds, __ATOMIC_RELAXED);
+	st->dirty_sync_count = __atomic_load_n(&s->st_syncs, __ATOMIC_RELAXED);
+	st->remaining_bytes = __atomic_load_n(&s->st_remaining, __ATOMIC_RELAXED);
+	st->dirty_rate_bps = __atomic_load_n(&s->st_dirty_rate, __ATOMIC_RELAXED);
+	st->bandwidth_bps = __atomic_load_n(&s->st_bandwidth, __ATOMIC_RELAXED);
+	st->mbps = (double)st->bandwidth_bps * 8 / 1e6;
+	st->expected_downtime_ms = __atomic_load_n(&s->st_expected_dt, __ATOMIC_RELAXED);
+	st->downtime_ms = __atomic_load_n(&s->st_downtime_ms, __ATOMIC_RELAXED);
+	st->eta_ms = __atomic_load_n(&s->st_eta_ms, __ATOMIC_RELAXED);
+	st->throttle_pct = __atomic_load_n(&s->st_throttle, __ATOMIC_RELAXED);
+	st->throttle_pct_max = __atomic_load_n(&s->st_throttle_max, __ATOMIC_RELAXED);
+	st->device_bytes = __atomic_load_n(&s->st_device_bytes, __ATOMIC_RELAXED);
 	st->verified = __atomic_load_n(&s->verified, __ATOMIC_RELAXED);
 	st->digest = st->verified ? __atomic_load_n(&s->digest, __ATOMIC_RELAXED) : 0;
 }
@@ -523,6 +684,18 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
 		mfd__json_end(&j);
 	}
 	mfd__json_end_array(&j);
+	mfd__json_u64(&j, "rounds", st->rounds);
+	mfd__json_u64(&j, "dirty_sync_count", st->dirty_sync_count);
+	mfd__json_u64(&j, "remaining_bytes", st->remaining_bytes);
+	mfd__json_u64(&j, "dirty_rate_bps", st->dirty_rate_bps);
+	mfd__json_u64(&j, "bandwidth_bps", st->bandwidth_bps);
+	mfd__json_double(&j, "mbps", st->mbps);
+	mfd__json_u64(&j, "expected_downtime_ms", st->expected_downtime_ms);
+	mfd__json_u64(&j, "downtime_ms", st->downtime_ms);
+	mfd__json_u64(&j, "eta_ms", st->eta_ms);
+	mfd__json_u64(&j, "throttle_pct", st->throttle_pct);
+	mfd__json_u64(&j, "throttle_pct_max", st->throttle_pct_max);
+	mfd__json_u64(&j, "device_bytes", st->device_bytes);
 	mfd__json_bool(&j, "verified", st->verified);
 	mfd__json_end(&j);
 	return (int)mfd__json_finish(&j);

@@ -11,11 +11,15 @@
 #include <stdbool.h>
 #include "chan/chan.h"
 #include "core/err.h"
+#include "core/sync.h"
 #include "core/util.h"
+#include "devstate/devstate.h"
+#include "migrate/converge.h"
 #include "multifd.h"
 #include "pool/pool.h"
 #include "proto/proto.h"
 #include "ram/block.h"
+#include "ram/track.h"
 
 /* Per data channel state, used only by the worker bound to that channel (worker-private),
  * except the counters, which are atomic (stats only). */
@@ -27,12 +31,15 @@ struct mfd__wstate {
 	uint64_t packets;		/* atomic (stats only) */
 	uint64_t normal_pages;		/* atomic (stats only) */
 	uint64_t zero_pages;		/* atomic (stats only) */
+	uint32_t round;			/* incoming: round this channel is in */
 	bool eos;			/* incoming: EOS seen */
 };
 
 /* Jobs carried by the pool (fixed size). */
 enum mfd__job_kind {
 	MFD_JOB_RAM = 1,	/* outgoing: send pages [first, first + count) of block */
+	MFD_JOB_RAM_DIRTY,	/* outgoing: send the pages of that span set in the dirty bitmap */
+	MFD_JOB_SYNC,		/* outgoing: end of round `round` on this worker's channel */
 	MFD_JOB_EOS,		/* outgoing: send end-of-stream on this worker's channel */
 	MFD_JOB_RECV,		/* incoming: receive on this worker's channel until EOS */
 	MFD_JOB_DIGEST,		/* both: add the digest of pages [first, first + count) of block */
@@ -42,10 +49,21 @@ struct mfd__job {
 	uint32_t kind;
 	uint32_t block;		/* local block index */
 	uint32_t tag;		/* DIGEST: the block's position in the source's table */
-	uint32_t reserved;
+	uint32_t round;		/* RAM, SYNC: the precopy round */
 	uint64_t first;
 	uint64_t count;
 };
+
+/* Knobs for tests only (fault injection, forcing rounds, disabling a guarantee to prove that
+ * a test catches its absence).  Set before connect/listen. */
+struct mfd__test_knobs {
+	unsigned min_rounds;		/* outgoing: keep iterating at least this many rounds */
+	bool no_barrier;		/* incoming: do NOT wait at SYNC markers (breaks ordering) */
+	mfd__chan_hook_fn hook;		/* installed on every channel */
+	void *hook_ctx;
+};
+
+enum mfd__track_kind { MFD_TRACK_NONE, MFD_TRACK_UFFD, MFD_TRACK_KVM, MFD_TRACK_MANUAL };
 
 struct mfd_session {
 	enum mfd_role role;			/* read-only */
@@ -89,6 +107,31 @@ struct mfd_session {
 	struct mfd__ram_limits limits;
 
 	uint64_t digest;			/* atomic: sum of page digests (verify) */
+	/* Live migration, outgoing.  Set before run, then owned by the run thread, except: `dirty`
+	 * bitmaps are written by the run thread between pool barriers and read by workers during a
+	 * round (the pool's lock orders the two); the tracker's mark() is thread-safe. */
+	enum mfd__track_kind track_kind;
+	int kvm_fd;
+	struct mfd_kvm_slot *kvm_slots;
+	unsigned kvm_nslots;
+	struct mfd__tracker *tracker;
+	uint64_t **dirty;			/* per block: pages to send this round */
+	struct mfd_callbacks cb;
+	struct mfd__converge_cfg conv_cfg;
+	struct mfd__ratelimit rate;
+	struct mfd__devices devices;		/* both roles */
+	uint64_t device_max;			/* incoming bound (MFD_OPT_DEVICE_MAX_BYTES) */
+	struct mfd__test_knobs knobs;
+
+	/* Incoming: receivers meet at every SYNC marker (the ordering guarantee). */
+	struct mfd__barrier barrier;
+	bool barrier_ready;
+
+	/* Live statistics, atomic (written by the run thread, read by any). */
+	uint64_t st_rounds, st_syncs, st_remaining, st_dirty_rate, st_bandwidth, st_expected_dt;
+	uint64_t st_downtime_ms, st_eta_ms, st_device_bytes;
+	unsigned st_throttle, st_throttle_max;
+
 	uint64_t main_tx_seq;			/* atomic: packets sent on the main channel */
 	uint64_t main_rx_seq;			/* atomic: packets received on the main channel */
 
@@ -117,10 +160,13 @@ int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err);
 int mfd__session_digest(struct mfd_session *s, const uint32_t *order, uint32_t n);
 int mfd__job_digest(struct mfd_session *s, const struct mfd__job *j);
 
+void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k);
+
 /* Packets on a channel. */
 int mfd__send_packet(struct mfd__chan *c, uint64_t *seq, uint8_t type, uint32_t round,
 		     const void *meta, uint32_t meta_len, struct mfd__errbox *eb);
-/* Read one non-data packet: header + meta into meta (MFD_PROTO_MAX_META bytes). */
+/* Read one main-channel packet: header + meta into meta (MFD_PROTO_MAX_META bytes).  Only DEVICE
+ * packets may carry data, which the caller then reads (h->data_len bytes). */
 int mfd__recv_packet(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, uint8_t *meta,
 		     struct mfd_error *err);
 

@@ -7,6 +7,13 @@
 
 /* ---- handshake ------------------------------------------------------------------------- */
 
+bool mfd__valid_code(int32_t code)
+{
+	bool errno_code = code < 0 && code > -MFD_EBASE;
+	bool our_code = code < -MFD_EBASE && code > MFD_ELAST;
+	return errno_code || our_code;
+}
+
 void mfd__hello_encode(uint8_t b[MFD_HELLO_LEN], const struct mfd__hello *h)
 {
 	memset(b, 0, MFD_HELLO_LEN);
@@ -96,10 +103,10 @@ int mfd__accept_decode(const uint8_t *b, size_t len, struct mfd__accept *a, int 
 	a->status = (int32_t)mfd__get32(b + 8);
 	a->features = mfd__get64(b + 16);
 	/* 0, a -errno, or one of our codes; anything else is garbage. */
-	bool errno_code = a->status < 0 && a->status > -4096 && a->status > -MFD_EBASE;
-	bool our_code = a->status < -MFD_EBASE && a->status > MFD_ELAST;
-	if (a->status != 0 && !errno_code && !our_code)
+	if (a->status != 0 && !mfd__valid_code(a->status))
 		return mfd__err_set(err, MFD_EREJECTED, chan, "reply status %d", a->status);
+	if (mfd__get16(b + 6) || mfd__get32(b + 12) || mfd__get32(b + 24))
+		return mfd__err_set(err, MFD_EFEATURE, chan, "reserved reply bytes set");
 	if (a->status == 0 && a->version != MFD_PROTO_VERSION)
 		return mfd__err_set(err, MFD_EVERSION, chan, "peer chose version %u", a->version);
 	if (a->features & ~MFD_FEAT_KNOWN)
@@ -114,6 +121,7 @@ static bool known_type(uint8_t t)
 	switch (t) {
 	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_BLOCKS:
 	case MFD_PKT_BLOCKS_ACK: case MFD_PKT_END: case MFD_PKT_COMMIT: case MFD_PKT_ERROR:
+	case MFD_PKT_DEVICE: case MFD_PKT_PING:
 		return true;
 	}
 	return false;
@@ -156,7 +164,7 @@ int mfd__pkt_hdr_decode(const uint8_t b[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr *h
 	if (h->data_len > MFD_PROTO_MAX_DATA)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u over %u", h->data_len,
 				    MFD_PROTO_MAX_DATA);
-	if (h->type != MFD_PKT_RAM && h->data_len != 0)
+	if (h->type != MFD_PKT_RAM && h->type != MFD_PKT_DEVICE && h->data_len != 0)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u on packet type %u",
 				    h->data_len, h->type);
 	return 0;
@@ -306,8 +314,10 @@ int mfd__status_decode(const uint8_t *m, uint32_t len, struct mfd__status_rec *r
 	r->status = (int32_t)mfd__get32(m);
 	r->flags = mfd__get32(m + 4);
 	r->digest = mfd__get64(m + 8);
-	if (r->status > 0)
-		return mfd__err_set(err, MFD_ELENGTH, chan, "status %d", r->status);
+	if (r->status != 0 && !mfd__valid_code(r->status))
+		return mfd__err_set(err, MFD_EREJECTED, chan, "status %d", r->status);
+	if (r->flags)
+		return mfd__err_set(err, MFD_EFEATURE, chan, "status record flags 0x%x", r->flags);
 	return 0;
 }
 
@@ -317,7 +327,7 @@ void mfd__end_encode(uint8_t m[MFD_END_REC_LEN], const struct mfd__end_rec *r)
 	mfd__put64(m + 8, r->zero_pages);
 	mfd__put64(m + 16, r->digest);
 	mfd__put32(m + 24, r->flags);
-	mfd__put32(m + 28, 0);
+	mfd__put32(m + 28, r->rounds);
 }
 
 int mfd__end_decode(const uint8_t *m, uint32_t len, struct mfd__end_rec *r, struct mfd_error *err)
@@ -328,8 +338,36 @@ int mfd__end_decode(const uint8_t *m, uint32_t len, struct mfd__end_rec *r, stru
 	r->zero_pages = mfd__get64(m + 8);
 	r->digest = mfd__get64(m + 16);
 	r->flags = mfd__get32(m + 24);
-	if (mfd__get32(m + 28))
-		return mfd__err_set(err, MFD_EFEATURE, 0, "reserved end record bytes set");
+	r->rounds = mfd__get32(m + 28);
+	if (r->flags & ~(uint32_t)MFD_FEAT_KNOWN)
+		return mfd__err_set(err, MFD_EFEATURE, 0, "end record flags 0x%x", r->flags);
+	return 0;
+}
+
+uint32_t mfd__device_meta_encode(uint8_t *m, const struct mfd__device_id *d)
+{
+	uint16_t nl = (uint16_t)strlen(d->name);
+	mfd__put16(m, nl);
+	memcpy(m + 2, d->name, nl);
+	mfd__put32(m + 2 + nl, d->instance);
+	mfd__put32(m + 6 + nl, d->version);
+	return 10u + nl;
+}
+
+int mfd__device_meta_decode(const uint8_t *m, uint32_t len, struct mfd__device_id *d,
+			    struct mfd_error *err)
+{
+	if (len < 2)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device record of %u bytes", len);
+	uint16_t nl = mfd__get16(m);
+	if (nl == 0 || nl > MFD_MAX_NAME || len != 10u + nl)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device record of %u bytes, name of %u", len, nl);
+	memcpy(d->name, m + 2, nl);
+	d->name[nl] = '\0';
+	if (memchr(d->name, '\0', nl))
+		return mfd__err_set(err, MFD_EDEVICE, 0, "device name has a NUL byte");
+	d->instance = mfd__get32(m + 2 + nl);
+	d->version = mfd__get32(m + 6 + nl);
 	return 0;
 }
 
@@ -351,7 +389,7 @@ int mfd__errrec_decode(const uint8_t *m, uint32_t len, int *code, char *msg, siz
 	if (n > MFD_ERROR_MSG_MAX - 1 || len != 8 + n)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "error record message of %u bytes", n);
 	*code = (int32_t)mfd__get32(m);
-	if (*code >= 0)
+	if (!mfd__valid_code(*code))	/* never let a peer pick an arbitrary number for us */
 		*code = MFD_EREJECTED;
 	size_t k = n < msgcap - 1 ? n : msgcap - 1;
 	for (size_t i = 0; i < k; i++)	/* keep it printable */

@@ -70,7 +70,12 @@ enum mfd__pkt_type {
 	MFD_PKT_END = 18,	/* main: everything was sent; totals and digest */
 	MFD_PKT_COMMIT = 19,	/* main, dest -> src: destination committed (or failed) */
 	MFD_PKT_ERROR = 20,	/* main, either way: the sender failed; code and message */
+	MFD_PKT_DEVICE = 21,	/* main: one device's state (meta: id; data: the state) */
+	MFD_PKT_PING = 22,	/* main, src -> dest: keepalive while the main channel is quiet */
 };
+
+/* Is code one a peer may legitimately report: -errno or one of ours? */
+bool mfd__valid_code(int32_t code);
 
 struct mfd__pkt_hdr {
 	uint8_t type;
@@ -129,16 +134,28 @@ void mfd__status_encode(uint8_t meta[MFD_STATUS_REC_LEN], const struct mfd__stat
 int mfd__status_decode(const uint8_t *meta, uint32_t len, struct mfd__status_rec *r, int chan,
 		       struct mfd_error *err);
 
-/* END: u64 normal_pages, u64 zero_pages, u64 digest, u32 flags, u32 reserved. */
+/* END: u64 normal_pages, u64 zero_pages, u64 digest, u32 flags, u32 rounds (SYNC markers each
+ * data channel carried). */
 struct mfd__end_rec {
 	uint64_t normal_pages;
 	uint64_t zero_pages;
 	uint64_t digest;
 	uint32_t flags;
+	uint32_t rounds;
 };
 #define MFD_END_REC_LEN 32
 void mfd__end_encode(uint8_t meta[MFD_END_REC_LEN], const struct mfd__end_rec *r);
 int mfd__end_decode(const uint8_t *meta, uint32_t len, struct mfd__end_rec *r, struct mfd_error *err);
+
+/* DEVICE: u16 name_len, name, u32 instance, u32 version; the state is the packet's data. */
+struct mfd__device_id {
+	char name[MFD_MAX_NAME + 1];
+	uint32_t instance;
+	uint32_t version;
+};
+uint32_t mfd__device_meta_encode(uint8_t *meta, const struct mfd__device_id *d);
+int mfd__device_meta_decode(const uint8_t *meta, uint32_t len, struct mfd__device_id *d,
+			    struct mfd_error *err);
 
 /* EOS: u64 packets the channel carried before this one. */
 #define MFD_EOS_REC_LEN 8

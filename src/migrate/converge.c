@@ -1,0 +1,69 @@
+/* migrate/converge — see converge.h. */
+#include "migrate/converge.h"
+
+#define MIN_WINDOW_NS 200000000ull
+
+void mfd__converge_init(struct mfd__converge *c, const struct mfd__converge_cfg *cfg)
+{
+	*c = (struct mfd__converge){ .cfg = *cfg };
+}
+
+static uint64_t window_bandwidth(const struct mfd__converge *c)
+{
+	uint64_t bytes = 0, ns = 0;
+	for (unsigned k = 0; k < c->win_n; k++) {
+		unsigned i = (c->win_head + MFD_CONVERGE_WINDOW - 1 - k) % MFD_CONVERGE_WINDOW;
+		bytes += c->win_bytes[i];
+		ns += c->win_ns[i];
+		if (ns >= MIN_WINDOW_NS)
+			break;
+	}
+	return ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
+}
+
+enum mfd__decision mfd__converge_step(struct mfd__converge *c, const struct mfd__round *r)
+{
+	c->win_bytes[c->win_head] = r->sent_bytes;
+	c->win_ns[c->win_head] = r->send_ns;
+	c->win_head = (c->win_head + 1) % MFD_CONVERGE_WINDOW;
+	if (c->win_n < MFD_CONVERGE_WINDOW)
+		c->win_n++;
+	uint64_t bw = window_bandwidth(c);
+	c->bandwidth_bps = bw;
+	c->dirty_rate_bps = r->since_sync_ns
+				    ? (uint64_t)((double)r->dirty_bytes * 1e9 / (double)r->since_sync_ns)
+				    : 0;
+	uint64_t pending = r->dirty_bytes + r->device_bytes;
+	if (bw)
+		c->expected_downtime_ms = (uint64_t)((double)pending * 1000.0 / (double)bw);
+	else
+		c->expected_downtime_ms = pending ? UINT64_MAX / 2 : 0;
+	/* Time left: drain the dirty set at the bandwidth the guest leaves us (at least a tenth). */
+	double net = (double)bw - (double)c->dirty_rate_bps;
+	if (net < (double)bw / 10)
+		net = (double)bw / 10;
+	c->eta_ms = bw ? (uint64_t)((double)pending * 1000.0 / net) : 0;
+
+	if (c->expected_downtime_ms <= c->cfg.downtime_ms)
+		return MFD_DECIDE_SWITCHOVER;
+	if (c->cfg.deadline_ms && r->elapsed_ms >= c->cfg.deadline_ms)
+		return c->cfg.deadline_force ? MFD_DECIDE_SWITCHOVER : MFD_DECIDE_FAIL;
+
+	/* Auto-converge: a guest dirtying more than half of what we can send will not let the
+	 * dirty set shrink fast enough; after two such rounds in a row, throttle it harder. */
+	if (c->dirty_rate_bps * 2 > bw)
+		c->hot_rounds++;
+	else
+		c->hot_rounds = 0;
+	if (c->cfg.auto_throttle && c->hot_rounds >= 2) {
+		unsigned next = c->throttle_pct ? c->throttle_pct + c->cfg.throttle_step
+						: c->cfg.throttle_initial;
+		if (next > c->cfg.throttle_max)
+			next = c->cfg.throttle_max;
+		c->throttle_pct = next;
+		if (next > c->throttle_pct_max)
+			c->throttle_pct_max = next;
+		c->hot_rounds = 1;	/* next raise after one more hot round */
+	}
+	return MFD_DECIDE_CONTINUE;
+}
