@@ -1,6 +1,8 @@
 /* cli/cmd_bench — `multifd bench`: a destination and a source process on this machine move a
  * filled memory area over N channels; both sides then digest every page and the digests must
- * match.  --baseline also measures, in the same run, a plain copy of the same bytes from the same
+ * match.  With --dirty, writer threads in the source keep changing the first SIZE bytes while
+ * the memory moves (userfaultfd write-protect tracking): a live migration, with the writers
+ * stopped at the switchover as a VMM stops its vCPUs.  --baseline also measures, in the same run, a plain copy of the same bytes from the same
  * source memory into fresh destination memory over the same number of connections (no protocol,
  * no zero detection), so the result is a ratio taken on one machine at one time. */
 #include <errno.h>
@@ -26,7 +28,116 @@ struct bench_opts {
 	const char *transport;
 	bool baseline;
 	bool json;
+	uint64_t dirty;			/* bytes the writers keep changing (0: static memory) */
+	unsigned dirty_threads;
+	int64_t downtime_ms, max_bandwidth, deadline_ms;
+	bool no_throttle;
 };
+
+/* The source's writer threads: each owns an interleaved share of the dirty pages and sweeps it,
+ * stamping page p with (p, sweep).  stop/resume/throttle callbacks act on them. */
+struct dirtier {
+	uint8_t *mem;
+	uint64_t pages;
+	unsigned n;
+	pthread_t t[64];
+	int pause_req, paused, quit;	/* atomic */
+	unsigned throttle;		/* atomic */
+	uint64_t sweeps;		/* atomic: completed sweeps, all threads */
+};
+
+struct dirtier_arg {
+	struct dirtier *d;
+	unsigned id;
+};
+
+static void dirtier_nap(struct dirtier *d, uint64_t us)
+{
+	double end = cli_now_s() + (double)us / 1e6;
+	while (!__atomic_load_n(&d->pause_req, __ATOMIC_ACQUIRE) && cli_now_s() < end)
+		usleep(200);
+}
+
+static void *dirtier_main(void *arg)
+{
+	struct dirtier_arg *a = arg;
+	struct dirtier *d = a->d;
+	uint64_t sweep = 1;
+	double t0 = cli_now_s();
+	while (!__atomic_load_n(&d->quit, __ATOMIC_ACQUIRE)) {
+		for (uint64_t p = a->id; p < d->pages; p += d->n) {
+			if ((p / d->n) % 256 == 0) {	/* throttle: run (100 - pct)% of the time */
+				unsigned pct = __atomic_load_n(&d->throttle, __ATOMIC_RELAXED);
+				if (pct)
+					dirtier_nap(d, (uint64_t)((cli_now_s() - t0) * 1e6 * pct /
+								  (100 - pct)));
+				t0 = cli_now_s();
+			}
+			if ((p / d->n) % 64 == 0 && __atomic_load_n(&d->pause_req, __ATOMIC_ACQUIRE)) {
+				__atomic_fetch_add(&d->paused, 1, __ATOMIC_ACQ_REL);
+				while (__atomic_load_n(&d->pause_req, __ATOMIC_ACQUIRE) &&
+				       !__atomic_load_n(&d->quit, __ATOMIC_ACQUIRE))
+					usleep(100);
+				__atomic_fetch_sub(&d->paused, 1, __ATOMIC_ACQ_REL);
+				if (__atomic_load_n(&d->quit, __ATOMIC_ACQUIRE))
+					return NULL;
+			}
+			uint64_t *w = (uint64_t *)(d->mem + p * PAGE);
+			w[0] = p;
+			w[1] = sweep;
+		}
+		sweep++;
+		__atomic_fetch_add(&d->sweeps, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static int dirtier_stop(void *opaque)
+{
+	struct dirtier *d = opaque;
+	__atomic_store_n(&d->pause_req, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&d->paused, __ATOMIC_ACQUIRE) < (int)d->n)
+		usleep(50);
+	return 0;
+}
+
+static void dirtier_resume(void *opaque)
+{
+	struct dirtier *d = opaque;
+	__atomic_store_n(&d->pause_req, 0, __ATOMIC_RELEASE);
+}
+
+static void dirtier_throttle(void *opaque, unsigned pct)
+{
+	struct dirtier *d = opaque;
+	__atomic_store_n(&d->throttle, pct, __ATOMIC_RELAXED);
+}
+
+/* Destination check of the writers' pattern: page p of the dirty area holds p, and for each
+ * writer's share the sweep numbers form at most two runs, s+1 then s (or one run). */
+static bool pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n)
+{
+	for (unsigned id = 0; id < n; id++) {
+		uint64_t first = 0, runs = 0, prev = 0;
+		for (uint64_t p = id; p < pages; p += n) {
+			const uint64_t *w = (const uint64_t *)(mem + p * PAGE);
+			if (w[1] == 0)
+				continue;	/* never written yet (the first sweep was cut short) */
+			if (w[0] != p)
+				return false;
+			if (runs == 0) {
+				first = w[1];
+				runs = 1;
+			} else if (w[1] != prev) {
+				if (runs == 2 || w[1] + 1 != first)
+					return false;
+				runs = 2;
+			}
+			prev = w[1];
+		}
+	}
+	return true;
+}
 
 /* What the destination process reports back through the pipe. */
 struct dst_result {
@@ -34,6 +145,7 @@ struct dst_result {
 	char msg[MFD_ERROR_MSG_MAX];
 	struct mfd_stats stats;
 	uint64_t digest;
+	bool pattern_ok;
 };
 
 void cmd_bench_usage(FILE *out)
@@ -41,6 +153,8 @@ void cmd_bench_usage(FILE *out)
 	fprintf(out,
 		"usage: multifd bench [--mem SIZE] [--channels N] [--fill random|zero|pattern]\n"
 		"                     [--transport tcp|unix] [--batch PAGES] [--baseline] [--json]\n"
+		"                     [--dirty SIZE [--dirty-threads N] [--downtime-ms N]\n"
+		"                      [--max-bandwidth RATE] [--deadline-ms N] [--no-throttle]]\n"
 		"\n"
 		"Start a destination and a source process, fill the source memory, move it over\n"
 		"one main and N data channels, and verify every page with a digest on both sides.\n"
@@ -54,6 +168,14 @@ void cmd_bench_usage(FILE *out)
 		"  --baseline        also time a plain copy of the same bytes over N connections\n"
 		"                    in the same run, and report baseline_mib_s\n"
 		"  --json            print one JSON object on stdout\n"
+		"  --dirty SIZE      live migration: writer threads keep changing the first SIZE\n"
+		"                    bytes (page index and sweep number in every page), tracked\n"
+		"                    with userfaultfd write-protect; they stop at the switchover\n"
+		"  --dirty-threads N writer threads (default 1)\n"
+		"  --downtime-ms N   downtime limit (default 300)\n"
+		"  --max-bandwidth RATE  bytes per second over all channels (K, M, G), default none\n"
+		"  --deadline-ms N   fail if not converged after N ms (default: no deadline)\n"
+		"  --no-throttle     never throttle the writers\n"
 		"\n"
 		"Exit status: 0 when the transfer completed and verified, 1 otherwise.\n",
 		MFD_MAX_CHANNELS, MFD_MAX_BATCH_PAGES);
@@ -214,8 +336,10 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 	snprintf(r.msg, sizeof(r.msg), "%s", err.code ? err.msg : mfd_strerror(r.rc));
 	mfd_session_get_stats(s, &r.stats);
 	mfd_session_free(s);
-	if (r.rc == 0)
+	if (r.rc == 0) {
 		r.digest = cli_digest(mem, o->mem, PAGE, 2);
+		r.pattern_ok = !o->dirty || pattern_ok(mem, o->dirty / PAGE, o->dirty_threads);
+	}
 	cli_free_mem(mem, o->mem);
 	write_all(to_src, &r, sizeof(r));
 
@@ -269,12 +393,20 @@ int cmd_bench(int argc, char **argv)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "baseline", no_argument, NULL, 'B' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "dirty", required_argument, NULL, 'd' },
+		{ "dirty-threads", required_argument, NULL, 'T' },
+		{ "downtime-ms", required_argument, NULL, 'D' },
+		{ "max-bandwidth", required_argument, NULL, 'W' },
+		{ "deadline-ms", required_argument, NULL, 'L' },
+		{ "no-throttle", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "m:c:f:t:b:Bjh", lopts, NULL)) != -1) {
+	uint64_t v64;
+	unsigned v;
+	while ((opt = getopt_long(argc, argv, "m:c:f:t:b:Bjhd:T:D:W:L:N", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
 			if (cli_parse_size(optarg, &o.mem) || o.mem < PAGE) {
@@ -309,6 +441,36 @@ int cmd_bench(int argc, char **argv)
 			}
 			o.transport = optarg;
 			break;
+		case 'd':
+			if (cli_parse_size(optarg, &o.dirty) || o.dirty < PAGE) {
+				fprintf(stderr, "multifd bench: bad --dirty '%s'\n", optarg);
+				return 2;
+			}
+			o.dirty &= ~(uint64_t)(PAGE - 1);
+			break;
+		case 'T':
+			if (cli_parse_uint(optarg, 1, 64, &o.dirty_threads)) {
+				fprintf(stderr, "multifd bench: --dirty-threads must be 1..64\n");
+				return 2;
+			}
+			break;
+		case 'D':
+		case 'L':
+			if (cli_parse_uint(optarg, 1, 86400000, &v)) {
+				fprintf(stderr, "multifd bench: bad %s '%s'\n",
+					opt == 'D' ? "--downtime-ms" : "--deadline-ms", optarg);
+				return 2;
+			}
+			*(opt == 'D' ? &o.downtime_ms : &o.deadline_ms) = v;
+			break;
+		case 'W':
+			if (cli_parse_size(optarg, &v64) || v64 == 0) {
+				fprintf(stderr, "multifd bench: bad --max-bandwidth '%s'\n", optarg);
+				return 2;
+			}
+			o.max_bandwidth = (int64_t)v64;
+			break;
+		case 'N': o.no_throttle = true; break;
 		case 'B': o.baseline = true; break;
 		case 'j': o.json = true; break;
 		case 'h': cmd_bench_usage(stdout); return 0;
@@ -317,6 +479,16 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "multifd bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (o.dirty > o.mem) {
+		fprintf(stderr, "multifd bench: --dirty larger than --mem\n");
+		return 2;
+	}
+	if (o.dirty && o.dirty_threads == 0)
+		o.dirty_threads = 1;
+	if (o.dirty && o.baseline) {
+		fprintf(stderr, "multifd bench: --baseline measures static transfers; drop --dirty\n");
 		return 2;
 	}
 
@@ -365,6 +537,28 @@ int cmd_bench(int argc, char **argv)
 		rc = mfd_session_set(s, MFD_OPT_BATCH_PAGES, o.batch);
 	if (rc == 0 && (rc = mfd_ram_block_add(s, "ram0", mem, o.mem, PAGE, 0)) > 0)
 		rc = 0;
+	struct dirtier dz = { .mem = mem, .pages = o.dirty / PAGE, .n = o.dirty_threads };
+	struct dirtier_arg dargs[64];
+	unsigned started = 0;
+	if (rc == 0 && o.dirty) {
+		if (o.downtime_ms)
+			mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o.downtime_ms);
+		if (o.max_bandwidth)
+			mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o.max_bandwidth);
+		if (o.deadline_ms)
+			mfd_session_set(s, MFD_OPT_DEADLINE_MS, o.deadline_ms);
+		if (o.no_throttle)
+			mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
+		rc = mfd_session_track_uffd(s);
+		struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
+					    .throttle = dirtier_throttle, .opaque = &dz };
+		mfd_session_set_callbacks(s, &cb);
+		for (; rc == 0 && started < dz.n; started++) {
+			dargs[started] = (struct dirtier_arg){ &dz, started };
+			if (pthread_create(&dz.t[started], NULL, dirtier_main, &dargs[started]))
+				break;
+		}
+	}
 	if (rc == 0)
 		rc = mfd_session_connect(s, uri, &err);
 	if (rc == 0)
@@ -378,9 +572,16 @@ int cmd_bench(int argc, char **argv)
 		r.rc = -EPIPE;
 	else if (r.rc)
 		fprintf(stderr, "multifd bench: destination: %s\n", r.msg);
+	/* The writers stay stopped after a completed migration, so the source memory is still what
+	 * it was at the switchover. */
 	if (rc == 0 && r.rc == 0)
 		src_digest = cli_digest(mem, o.mem, PAGE, 2);
-	bool verified = rc == 0 && r.rc == 0 && src_digest == r.digest;
+	bool verified = rc == 0 && r.rc == 0 && src_digest == r.digest && r.pattern_ok;
+	if (started) {
+		__atomic_store_n(&dz.quit, 1, __ATOMIC_RELEASE);
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(dz.t[i], NULL);
+	}
 
 	if (o.baseline && read_str(up[0], uri, sizeof(uri)) == 0 && uri[0]) {
 		int fds[MFD_MAX_CHANNELS];
@@ -412,6 +613,15 @@ int cmd_bench(int argc, char **argv)
 		if (o.baseline)
 			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s,
 			       base_mib_s > 0 ? mib_s / base_mib_s : 0.0);
+		if (o.dirty)
+			printf("\"dirty_bytes\":%llu,\"dirty_threads\":%u,\"writer_sweeps\":%llu,"
+			       "\"downtime_ms\":%llu,\"expected_downtime_ms\":%llu,\"rounds\":%llu,"
+			       "\"dirty_sync_count\":%llu,\"throttle_pct_max\":%u,\"pattern_ok\":%s,",
+			       (unsigned long long)o.dirty, o.dirty_threads,
+			       (unsigned long long)dz.sweeps, (unsigned long long)st.downtime_ms,
+			       (unsigned long long)st.expected_downtime_ms, (unsigned long long)st.rounds,
+			       (unsigned long long)st.dirty_sync_count, st.throttle_pct_max,
+			       r.pattern_ok ? "true" : "false");
 		printf("\"verified\":%s,\"digest\":\"%016llx\"}\n", verified ? "true" : "false",
 		       (unsigned long long)src_digest);
 	} else {
@@ -428,6 +638,12 @@ int cmd_bench(int argc, char **argv)
 		       (unsigned long long)st.packets);
 		printf("pages        %llu normal, %llu zero\n", (unsigned long long)st.normal_pages,
 		       (unsigned long long)st.zero_pages);
+		if (o.dirty)
+			printf("live         %llu rounds, %llu dirty syncs, downtime %llu ms, throttle "
+			       "max %u%%, %llu writer sweeps\n", (unsigned long long)st.rounds,
+			       (unsigned long long)st.dirty_sync_count,
+			       (unsigned long long)st.downtime_ms, st.throttle_pct_max,
+			       (unsigned long long)dz.sweeps);
 		printf("verified     %s\n", verified ? "yes (digests match)" : "NO");
 	}
 	status = verified ? 0 : 1;

@@ -93,6 +93,20 @@ int mfd__err_set(struct mfd_error *err, int code, int channel, const char *fmt, 
 	return code;
 }
 
+int mfd__err_set_peer(struct mfd_error *err, int code, const char *prefix, const char *msg)
+{
+	if (!err || err->code != 0)
+		return code;
+	const char *reason = mfd_strerror(code);
+	size_t ml = strlen(msg), rl = strlen(reason);
+	if (ml >= rl + 2 && !strcmp(msg + ml - rl, reason) && !strncmp(msg + ml - rl - 2, ": ", 2))
+		ml -= rl + 2;
+	err->code = code;
+	err->channel = -1;
+	snprintf(err->msg, sizeof(err->msg), "%s: %.*s: %s", prefix, (int)ml, msg, reason);
+	return code;
+}
+
 void mfd__err_copy(struct mfd_error *dst, const struct mfd_error *src)
 {
 	if (dst && src && src->code != 0 && dst->code == 0)

@@ -11,6 +11,10 @@
 int mfd__err_set(struct mfd_error *err, int code, int channel, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Record an error a peer reported: `prefix: msg`, where msg already ends with the reason (a
+ * trailing ": <mfd_strerror(code)>" is not repeated). */
+int mfd__err_set_peer(struct mfd_error *err, int code, const char *prefix, const char *msg);
+
 /* Copy src into dst if dst has no error yet (first error wins). */
 void mfd__err_copy(struct mfd_error *dst, const struct mfd_error *src);
 

@@ -394,7 +394,7 @@ static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *met
 		char msg[MFD_ERROR_MSG_MAX];
 		if ((rc = mfd__errrec_decode(meta, h->meta_len, &code, msg, sizeof(msg), 0, err)))
 			return rc;
-		return mfd__err_set(err, code, -1, "source failed: %s", msg);
+		return mfd__err_set_peer(err, code, "source failed", msg);
 	}
 	if (want && h->type != want)
 		return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected %u", h->type, want);

@@ -245,7 +245,7 @@ static void *main_reader_fn(void *arg)
 			char msg[MFD_ERROR_MSG_MAX];
 			if (mfd__errrec_decode(meta, h.meta_len, &code, msg, sizeof(msg), 0, &e) == 0) {
 				mfd_error_clear(&e);
-				mfd__err_set(&e, code, -1, "destination failed: %s", msg);
+				mfd__err_set_peer(&e, code, "destination failed", msg);
 				/* The destination's reason is the root cause of whatever this side saw. */
 				pthread_mutex_lock(&s->errbox.lock);
 				if (s->errbox.err.code == 0 || transport_error(s->errbox.err.code)) {
@@ -300,7 +300,7 @@ static int send_block_table(struct mfd_session *s, uint8_t *meta, struct mfd_err
 		char msg[MFD_ERROR_MSG_MAX];
 		if ((rc = mfd__errrec_decode(meta, h.meta_len, &code, msg, sizeof(msg), 0, err)))
 			return rc;
-		return mfd__err_set(err, code, -1, "destination refused the block table: %s", msg);
+		return mfd__err_set_peer(err, code, "destination refused the block table", msg);
 	}
 	if (h.type != MFD_PKT_BLOCKS_ACK)
 		return mfd__err_set(err, MFD_ETYPE, 0, "expected the block table ack, got type %u",
