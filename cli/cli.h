@@ -28,5 +28,7 @@ double cli_now_s(void);
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *out);
+int cmd_vm(int argc, char **argv);
+void cmd_vm_usage(FILE *out);
 
 #endif

@@ -5,6 +5,7 @@
 
 static const struct cli_cmd commands[] = {
 	{ "bench", cmd_bench, "measure a transfer between two local processes", cmd_bench_usage },
+	{ "vm", cmd_vm, "run a tiny VM (KVM or soft)", cmd_vm_usage },
 };
 
 static void usage(FILE *out)

@@ -69,6 +69,20 @@ uint64_t mfd__bitmap_next_clear(const uint64_t *map, uint64_t nbits, uint64_t st
 uint64_t mfd__bitmap_count(const uint64_t *map, uint64_t nbits);
 void mfd__bitmap_set_range(uint64_t *map, uint64_t start, uint64_t count);
 
+/* ---- intended races ---------------------------------------------------------------------
+ * A live migration reads guest memory while the guest writes it; the dirty tracker makes that
+ * safe (a page written during or after the read is sent again).  Under ThreadSanitizer these
+ * bracket the places that hand guest pages to the kernel, so only those reads are exempt. */
+#if defined(__SANITIZE_THREAD__)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define MFD_GUEST_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define MFD_GUEST_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define MFD_GUEST_READS_BEGIN() ((void)0)
+#define MFD_GUEST_READS_END() ((void)0)
+#endif
+
 /* ---- uuid ------------------------------------------------------------------------------ */
 #define MFD_UUID_LEN 16
 int mfd__uuid_generate(uint8_t out[MFD_UUID_LEN]);

@@ -150,7 +150,9 @@ static int send_ram(struct mfd_session *s, unsigned w, const struct mfd__job *j)
 	ws->iov[0] = (struct iovec){ hdr, sizeof(hdr) };
 	ws->iov[1] = (struct iovec){ ws->meta, meta_len };
 	int n = 2 + mfd__ram_batch_iov(bt, b->host, ps, ws->iov + 2);
+	MFD_GUEST_READS_BEGIN();
 	int rc = mfd__chan_writev(c, ws->iov, n);
+	MFD_GUEST_READS_END();
 	if (rc) {
 		mfd__errbox_set(&s->errbox, rc, c->id, "sending RAM packet %llu",
 				(unsigned long long)h.seq);
