@@ -30,5 +30,14 @@ int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *out);
 int cmd_vm(int argc, char **argv);
 void cmd_vm_usage(FILE *out);
+int cmd_ctl(int argc, char **argv);
+void cmd_ctl_usage(FILE *out);
+int cmd_demo(int argc, char **argv);
+void cmd_demo_usage(FILE *out);
+
+/* Control-protocol client helpers (cmd_ctl.c). */
+int ctl_connect(const char *path);
+int ctl_request(int fd, const char *req, char *buf, size_t cap);
+const char *json_find(const char *js, const char *key, char *out, size_t cap);
 
 #endif

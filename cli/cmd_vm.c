@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "vm_ctl.h"
 #include "../vmm/vm.h"
 
 #define FUZZ_ROUNDS	300
@@ -30,6 +31,8 @@ struct vm_cli {
 	const char *fill;
 	const char *serial_path;
 	double duration_s;		/* 0: until the guest stops */
+	const char *control_path;	/* --control: serve the control protocol here */
+	const char *incoming_uri;	/* --incoming: wait for a migration instead of booting */
 	unsigned throttle_pct;
 	uint8_t boot[VM_BOOT_SECTOR_MAX];
 };
@@ -48,6 +51,7 @@ void cmd_vm_usage(FILE *out)
 		"                      [--workload dirty[:SIZE]|idle] [--boot-sector FILE]\n"
 		"                      [--fill random|zero|pattern] [--serial FILE]\n"
 		"                      [--duration SECONDS] [--throttle PCT]\n"
+		"                      [--control SOCKET] [--incoming URI]\n"
 		"       multifd vm selftest-state [same options]\n"
 		"\n"
 		"Run tinyvm, a tiny virtual machine: guest RAM, N vCPUs and a COM1 port, either on\n"
@@ -68,6 +72,11 @@ void cmd_vm_usage(FILE *out)
 		"  --duration SECONDS  stop after this long: pause, verify, summarise (default: run\n"
 		"                      until the guest shuts down, or Ctrl-C)\n"
 		"  --throttle PCT      let each vCPU run only (100 - PCT)%% of the time\n"
+		"  --control SOCKET    serve the control protocol (JSON lines, docs/control.md) on a\n"
+		"                      unix socket: migrate, query, cancel, stop, cont, quit; use\n"
+		"                      `multifd ctl SOCKET ...`; the VM runs until `quit`\n"
+		"  --incoming URI      do not boot: wait for a live migration on URI (tcp:HOST:PORT,\n"
+		"                      port 0 for any; unix:PATH), then run the migrated guest\n"
 		"\n"
 		"Guest side: port 0x3f8 is a 16550 UART (output only); a write to port 0x501 shuts\n"
 		"the VM down and becomes the exit status; HLT with interrupts disabled on every vCPU\n"
@@ -144,6 +153,8 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		{ "serial", required_argument, NULL, 's' },
 		{ "duration", required_argument, NULL, 'd' },
 		{ "throttle", required_argument, NULL, 't' },
+		{ "control", required_argument, NULL, 'C' },
+		{ "incoming", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -197,6 +208,12 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		case 't':
 			if (cli_parse_uint(optarg, 0, 99, &c->throttle_pct) < 0)
 				goto bad;
+			break;
+		case 'C':
+			c->control_path = optarg;
+			break;
+		case 'I':
+			c->incoming_uri = optarg;
 			break;
 		case 'h':
 			cmd_vm_usage(stdout);
@@ -320,11 +337,12 @@ static void describe(const struct vm_cli *c, struct vm *vm)
 	}
 }
 
-/* Sleep up to seconds, returning early when the VM stops or on Ctrl-C. */
-static void run_for(struct vm *vm, double seconds)
+/* Sleep up to seconds (0: no limit), returning early when the VM stops, on Ctrl-C, or when the
+ * control socket asked to quit. */
+static void run_for(struct vm *vm, double seconds, struct vmctl *ctl)
 {
 	double end = cli_now_s() + seconds;
-	while (!interrupted) {
+	while (!interrupted && !(ctl && vmctl_quit_requested(ctl))) {
 		double left = seconds > 0 ? end - cli_now_s() : 0.2;
 		if (left <= 0)
 			break;
@@ -349,21 +367,47 @@ static int vm_run(struct vm_cli *c)
 		}
 	}
 	c->opts.serial_fd = serial_fd;
+	struct vmctl *ctl = NULL;
 	struct vm *vm = create_vm(c, &status, false);
 	if (!vm)
 		goto out_close;
-	if (fill_data(vm, c->fill) < 0)
-		goto out_destroy;
-	vm_set_throttle(vm, c->throttle_pct);
-
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	double t0 = cli_now_s();
-	if (vm_start(vm, err, sizeof(err)) < 0) {
+	if (c->control_path || c->incoming_uri) {
+		ctl = vmctl_new(vm);
+		if (!ctl) {
+			fprintf(stderr, "multifd vm: out of memory\n");
+			goto out_destroy;
+		}
+	}
+	if (c->control_path && vmctl_listen(ctl, c->control_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "multifd vm: %s\n", err);
 		goto out_destroy;
 	}
-	run_for(vm, c->duration_s);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	double t0 = cli_now_s();
+	if (c->incoming_uri) {
+		/* The guest's RAM and vCPU state come from the source; it starts when they have. */
+		if (vmctl_incoming(ctl, c->incoming_uri, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: incoming: %s\n", err);
+			goto out_destroy;
+		}
+		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
+		if (vmctl_incoming_wait(ctl, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: incoming migration failed: %s\n", err);
+			goto out_destroy;
+		}
+		fprintf(stderr, "tinyvm: migration completed; guest running\n");
+		t0 = cli_now_s();
+	} else {
+		if (fill_data(vm, c->fill) < 0)
+			goto out_destroy;
+		vm_set_throttle(vm, c->throttle_pct);
+		if (vm_start(vm, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: %s\n", err);
+			goto out_destroy;
+		}
+	}
+	run_for(vm, c->duration_s, ctl);
 	int prc = vm_pause(vm);		/* -EINVAL: the guest stopped by itself */
 	double secs = cli_now_s() - t0;
 
@@ -418,6 +462,7 @@ static int vm_run(struct vm_cli *c)
 
 out_destroy:
 	fflush(stdout);
+	vmctl_free(ctl);	/* joins the control and migration threads before the VM goes */
 	vm_destroy(vm);
 out_close:
 	if (serial_fd != STDOUT_FILENO)
@@ -542,7 +587,7 @@ static int vm_selftest_state(struct vm_cli *c)
 		fprintf(stderr, "selftest: start: %s\n", err);
 		goto out;
 	}
-	run_for(a, secs);
+	run_for(a, secs, NULL);
 	if (vm_pause(a) < 0) {
 		struct vm_status st;
 		vm_get_status(a, &st);
@@ -601,7 +646,7 @@ static int vm_selftest_state(struct vm_cli *c)
 	}
 	/* Pause, check and resume it a few times on the way: every pause point must verify. */
 	for (int round = 0; round < 4; round++) {
-		run_for(b, secs / 4);
+		run_for(b, secs / 4, NULL);
 		if (vm_pause(b) < 0) {
 			struct vm_status st;
 			vm_get_status(b, &st);

@@ -137,7 +137,10 @@ static int accept_channels(struct mfd_session *s, struct mfd_error *err)
 			fd = s->pending_fds.fds[next_pending];
 			s->pending_fds.fds[next_pending++] = -1;	/* owned by the session now */
 		} else if (s->listen_fd >= 0) {
-			fd = mfd__sock_accept(s->listen_fd, s->timeout_ms, s->cancel_fd, err);
+			/* The first channel may take as long as the source needs to decide to
+			 * migrate (a destination waits, cancelable); once one arrived, the rest of
+			 * the handshake is bounded by the timeout. */
+			fd = mfd__sock_accept(s->listen_fd, have ? s->timeout_ms : 0, s->cancel_fd, err);
 			if (fd < 0)
 				return fd;
 		} else {

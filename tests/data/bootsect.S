@@ -4,7 +4,9 @@
 # status register before each byte), enables A20 through port 0x92 and checks that the port
 # reads back, switches to 32-bit protected mode with its own GDT, prints "prot\n", then either
 # writes 0 to the shutdown port 0x501 or, when assembled with --defsym HALT=1, halts with
-# interrupts disabled.  Plain GNU as (no cpp):
+# interrupts disabled, or, with --defsym TICK=1, runs forever printing one letter per line
+# ("a", "b", ... "z", "a", ...) after each delay loop, so a migrated run can be checked for
+# continuity (tests/t_vm_migrate.sh).  Plain GNU as (no cpp):
 #
 #     as --32 -o boot.o bootsect.S
 #     ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o boot.bin boot.o
@@ -88,10 +90,37 @@ prot32:
 7:	hlt
 	jmp	7b
 .else
+.ifdef TICK
+	xor	%edi, %edi		# tick number
+8:	mov	$40000, %ecx		# delay: a guest instruction costs microseconds here
+9:	loop	9b
+	mov	%edi, %eax
+	xor	%edx, %edx
+	mov	$26, %ecx
+	div	%ecx
+	lea	'a'(%edx), %eax
+	call	putc32
+	mov	$'\n', %al
+	call	putc32
+	inc	%edi
+	jmp	8b
+# Send al on COM1 once the transmitter is empty (32-bit code).
+putc32:
+	mov	%al, %bl
+	mov	$0x3fd, %dx
+10:	in	%dx, %al
+	test	$0x20, %al
+	jz	10b
+	mov	$0x3f8, %dx
+	mov	%bl, %al
+	out	%al, %dx
+	ret
+.else
 	mov	$0x501, %dx
 	xor	%eax, %eax
 	out	%al, %dx
 	hlt
+.endif
 .endif
 
 	.p2align 3

@@ -1,0 +1,38 @@
+/* cli/vm_ctl — tinyvm's monitor side of live migration (public API only).
+ *
+ * A control socket speaks JSON lines (docs/control.md): one request object per line, one reply
+ * object per line.  A `migrate` request starts a live migration of the running VM in a thread:
+ * its RAM regions become RAM blocks, its KVM memory slots (or userfaultfd for the soft guest)
+ * the dirty tracker, its vCPU state one device; the library's stop/resume/throttle callbacks
+ * pause, resume and throttle the vCPUs.  An incoming migration fills a new, not yet started VM
+ * and starts it once the source has committed.  A completed source stays paused (its guest now
+ * runs elsewhere).
+ *
+ * Threads: the caller's (the `vm run` main loop), the control server, and one migration thread
+ * at a time.  Shared fields of struct vmctl are protected by its lock. */
+#ifndef MFD_CLI_VM_CTL_H
+#define MFD_CLI_VM_CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct vm;
+struct vmctl;
+
+/* Wrap a created VM.  vm outlives the vmctl. */
+struct vmctl *vmctl_new(struct vm *vm);
+/* Serve the control protocol on a unix socket at path (created; removed by vmctl_free). */
+int vmctl_listen(struct vmctl *c, const char *path, char *err, size_t errlen);
+/* Wait for an incoming migration on uri into the (created, not started) VM; returns once
+ * listening.  The VM is started when the migration completes. */
+int vmctl_incoming(struct vmctl *c, const char *uri, char *err, size_t errlen);
+/* Block until an incoming migration ended: 0 (VM started) or < 0 with its error in err. */
+int vmctl_incoming_wait(struct vmctl *c, char *err, size_t errlen);
+/* A `quit` request arrived. */
+bool vmctl_quit_requested(struct vmctl *c);
+/* The address an incoming migration listens on ("" when none). */
+const char *vmctl_incoming_uri(struct vmctl *c);
+/* Stop the control server and any migration (canceled), join every thread, free. */
+void vmctl_free(struct vmctl *c);
+
+#endif
