@@ -256,7 +256,11 @@ static void throttle_converges(void)
 	CHECK(r.st.throttle_pct_max >= 20);
 	CHECK_EQ(r.g.throttle_max, r.st.throttle_pct_max);
 	CHECK_EQ(r.g.throttle, 0);	/* lifted at the end */
+#ifndef MFD_SANITIZE
 	CHECK(r.st.downtime_ms <= 300 + 50);
+#else
+	CHECK(r.st.downtime_ms <= 5 * 300);	/* sanitizers slow every step several-fold */
+#endif
 	CHECK(r.st.bandwidth_bps <= (10u << 20) * 11 / 10);
 }
 

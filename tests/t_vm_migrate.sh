@@ -40,7 +40,11 @@ migrate() {	# from, to
 	[ -n "$uri" ] || fail "$2 has no incoming address"
 	"$BIN" ctl "$T/$1.sock" migrate "$uri" --channels 3 --wait >"$T/$1-$2.json" 2>>"$T/$1.log" ||
 		fail "migration $1 -> $2: $(cat "$T/$1-$2.json")"
-	for _ in $(seq 100); do [ -n "$(sw "$T/$2.sock" digest)" ] && break; sleep 0.1; done
+	# Both record their switchover digest once done (the source right after completing).
+	for _ in $(seq 300); do
+		[ -n "$(sw "$T/$1.sock" digest)" ] && [ -n "$(sw "$T/$2.sock" digest)" ] && break
+		sleep 0.1
+	done
 	local ds dd
 	ds=$(sw "$T/$1.sock" digest); dd=$(sw "$T/$2.sock" digest)
 	[ -n "$ds" ] && [ "$ds" = "$dd" ] || fail "$1 -> $2: digests differ ($ds / $dd)"

@@ -252,7 +252,11 @@ MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *hos
 {
 	if (!configurable(s))
 		return MFD_ESTATE;
-	return mfd__ram_add(&s->ram, name, host, len, page_size, flags, NULL);
+	/* Under the lock: stats readers on other threads look at the totals. */
+	pthread_mutex_lock(&s->lock);
+	int rc = mfd__ram_add(&s->ram, name, host, len, page_size, flags, NULL);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct mfd_error *err)
@@ -622,8 +626,8 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 		st->total_ms = ((end ? end : mfd__now_ns()) - start) / 1000000;
 		st->setup_ms = setup ? (setup - start) / 1000000 : 0;
 	}
-	st->mem_bytes = s->ram.total_bytes;
 	pthread_mutex_lock(&s->lock);
+	st->mem_bytes = s->ram.total_bytes;
 	st->channels = s->nchan ? s->nchan - 1 : s->channels;
 	for (unsigned i = 0; i < s->nchan && i <= MFD_MAX_CHANNELS; i++) {
 		struct mfd__chan *c = s->chan[i];
