@@ -413,11 +413,12 @@ int mfd__session_fail(struct mfd_session *s, int code, int chan, const char *fmt
 	va_end(ap);
 	mfd__errbox_set(&s->errbox, code, chan, "%s", msg);
 	stop_on_failure(s);
+	/* Under the lock, so the run thread cannot destroy the pool meanwhile (finish() takes it
+	 * away under the same lock).  Lock order: s->lock, then the pool's. */
 	pthread_mutex_lock(&s->lock);
-	struct mfd__pool *p = s->pool;
+	if (s->pool)
+		mfd__pool_stop(s->pool, code);
 	pthread_mutex_unlock(&s->lock);
-	if (p)
-		mfd__pool_fail(p, code);
 	return code;
 }
 
@@ -506,10 +507,11 @@ int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err)
 	if (rc) {
 		mfd__session_fail(s, rc, -1, "%s", "session");
 	}
-	mfd__pool_destroy(s->pool);
 	pthread_mutex_lock(&s->lock);
-	s->pool = NULL;
+	struct mfd__pool *pool = s->pool;
+	s->pool = NULL;	/* unpublished first: mfd__session_fail uses it under the lock */
 	pthread_mutex_unlock(&s->lock);
+	mfd__pool_destroy(pool);
 	__atomic_store_n(&s->t_end_ns, mfd__now_ns(), __ATOMIC_RELAXED);
 	if (rc) {
 		struct mfd_error e;

@@ -218,6 +218,13 @@ void mfd__pool_fail(struct mfd__pool *p, int code)
 		p->cfg.on_fail(p->cfg.owner);
 }
 
+void mfd__pool_stop(struct mfd__pool *p, int code)
+{
+	pthread_mutex_lock(&p->lock);
+	set_failed_locked(p, code);
+	pthread_mutex_unlock(&p->lock);
+}
+
 void mfd__pool_destroy(struct mfd__pool *p)
 {
 	if (!p)

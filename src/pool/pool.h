@@ -35,6 +35,9 @@ int mfd__pool_submit_to(struct mfd__pool *p, unsigned index, const void *job);
 int mfd__pool_sync(struct mfd__pool *p);
 /* Record failure from outside (cancel, main channel error): stops workers, calls on_fail. */
 void mfd__pool_fail(struct mfd__pool *p, int code);
+/* The same without calling on_fail: for an owner that already did what on_fail does and holds
+ * its own lock (which on_fail may take). */
+void mfd__pool_stop(struct mfd__pool *p, int code);
 /* Stop (dropping queued jobs only if the pool failed; otherwise drains them), join, free. */
 void mfd__pool_destroy(struct mfd__pool *p);
 
