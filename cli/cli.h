@@ -34,6 +34,8 @@ int cmd_ctl(int argc, char **argv);
 void cmd_ctl_usage(FILE *out);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(FILE *out);
+int cmd_inspect(int argc, char **argv);
+void cmd_inspect_usage(FILE *out);
 
 /* Control-protocol client helpers (cmd_ctl.c). */
 int ctl_connect(const char *path);

@@ -18,6 +18,7 @@ void cmd_ctl_usage(FILE *out)
 	fprintf(out,
 		"usage: multifd ctl SOCKET migrate URI [--channels N] [--downtime-ms N]\n"
 		"                              [--max-bandwidth RATE] [--wait]\n"
+		"       multifd ctl SOCKET save PATH [--live] [--direct-io] [--channels N] [--wait]\n"
 		"       multifd ctl SOCKET query | cancel | stop | cont | quit\n"
 		"\n"
 		"Talk to `multifd vm run --control SOCKET` (protocol: docs/control.md).  Prints the\n"
@@ -29,6 +30,12 @@ void cmd_ctl_usage(FILE *out)
 		"    --downtime-ms N  downtime limit (default 300)\n"
 		"    --max-bandwidth RATE  bytes per second, K/M/G suffixes (default unlimited)\n"
 		"    --wait           follow it: a progress line per second, exit 0 if it completed\n"
+		"  save PATH          write a mapped-ram snapshot of the guest to PATH (replaced\n"
+		"                     atomically); the guest runs on afterwards\n"
+		"    --live           save while the guest runs (rounds, last pass stopped);\n"
+		"                     without it the guest is paused for the save\n"
+		"    --direct-io      O_DIRECT for page data\n"
+		"    --channels N     writer threads (default 4)\n"
 		"  query              the VM's state and the migration's statistics\n"
 		"  cancel             cancel a running migration (the guest keeps running here)\n"
 		"  stop, cont         pause / resume the guest\n"
@@ -155,12 +162,14 @@ int cmd_ctl(int argc, char **argv)
 		{ "downtime-ms", required_argument, NULL, 'd' },
 		{ "max-bandwidth", required_argument, NULL, 'b' },
 		{ "wait", no_argument, NULL, 'w' },
+		{ "live", no_argument, NULL, 'l' },
+		{ "direct-io", no_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	unsigned channels = 0, downtime = 0;
 	uint64_t bw = 0;
-	bool wait = false;
+	bool wait = false, live = false, direct = false;
 	int opt;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
@@ -179,6 +188,12 @@ int cmd_ctl(int argc, char **argv)
 			break;
 		case 'w':
 			wait = true;
+			break;
+		case 'l':
+			live = true;
+			break;
+		case 'o':
+			direct = true;
 			break;
 		case 'h':
 			cmd_ctl_usage(stdout);
@@ -211,6 +226,22 @@ int cmd_ctl(int argc, char **argv)
 			n += snprintf(req + n, sizeof(req) - (size_t)n, ",\"downtime_ms\":%u", downtime);
 		if (bw)
 			n += snprintf(req + n, sizeof(req) - (size_t)n, ",\"max_bandwidth\":%" PRIu64, bw);
+		snprintf(req + n, sizeof(req) - (size_t)n, "}");
+	} else if (!strcmp(cmd, "save")) {
+		if (argc - optind != 3) {
+			fprintf(stderr, "multifd ctl: save needs a PATH\n");
+			return 2;
+		}
+		const char *path = argv[optind + 2];
+		if (strpbrk(path, "\"\\") || strlen(path) > CTL_MAX_STR) {
+			fprintf(stderr, "multifd ctl: bad path\n");
+			return 2;
+		}
+		int n = snprintf(req, sizeof(req), "{\"cmd\":\"save\",\"path\":\"%s\",\"live\":%s,"
+				 "\"direct_io\":%s", path, live ? "true" : "false",
+				 direct ? "true" : "false");
+		if (channels)
+			n += snprintf(req + n, sizeof(req) - (size_t)n, ",\"channels\":%u", channels);
 		snprintf(req + n, sizeof(req) - (size_t)n, "}");
 	} else if (!strcmp(cmd, "query") || !strcmp(cmd, "cancel") || !strcmp(cmd, "stop") ||
 		   !strcmp(cmd, "cont") || !strcmp(cmd, "quit")) {

@@ -33,6 +33,8 @@ struct vm_cli {
 	double duration_s;		/* 0: until the guest stops */
 	const char *control_path;	/* --control: serve the control protocol here */
 	const char *incoming_uri;	/* --incoming: wait for a migration instead of booting */
+	const char *restore_path;	/* --restore: start from a snapshot file */
+	bool lazy;			/* --lazy: map the snapshot instead of reading it */
 	unsigned throttle_pct;
 	uint8_t boot[VM_BOOT_SECTOR_MAX];
 };
@@ -51,7 +53,7 @@ void cmd_vm_usage(FILE *out)
 		"                      [--workload dirty[:SIZE]|idle] [--boot-sector FILE]\n"
 		"                      [--fill random|zero|pattern] [--serial FILE]\n"
 		"                      [--duration SECONDS] [--throttle PCT]\n"
-		"                      [--control SOCKET] [--incoming URI]\n"
+		"                      [--control SOCKET] [--incoming URI | --restore PATH [--lazy]]\n"
 		"       multifd vm selftest-state [same options]\n"
 		"\n"
 		"Run tinyvm, a tiny virtual machine: guest RAM, N vCPUs and a COM1 port, either on\n"
@@ -77,6 +79,10 @@ void cmd_vm_usage(FILE *out)
 		"                      `multifd ctl SOCKET ...`; the VM runs until `quit`\n"
 		"  --incoming URI      do not boot: wait for a live migration on URI (tcp:HOST:PORT,\n"
 		"                      port 0 for any; unix:PATH), then run the migrated guest\n"
+		"  --restore PATH      start from a snapshot (`multifd ctl SOCKET save`); the VM's\n"
+		"                      options (--mem, --vcpus, --workload) must match the saved one\n"
+		"  --lazy              map the snapshot instead of reading it: the guest starts at\n"
+		"                      once and pages come from the file when first touched\n"
 		"\n"
 		"Guest side: port 0x3f8 is a 16550 UART (output only); a write to port 0x501 shuts\n"
 		"the VM down and becomes the exit status; HLT with interrupts disabled on every vCPU\n"
@@ -155,6 +161,8 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		{ "throttle", required_argument, NULL, 't' },
 		{ "control", required_argument, NULL, 'C' },
 		{ "incoming", required_argument, NULL, 'I' },
+		{ "restore", required_argument, NULL, 'R' },
+		{ "lazy", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -214,6 +222,12 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 			break;
 		case 'I':
 			c->incoming_uri = optarg;
+			break;
+		case 'R':
+			c->restore_path = optarg;
+			break;
+		case 'L':
+			c->lazy = true;
 			break;
 		case 'h':
 			cmd_vm_usage(stdout);
@@ -371,14 +385,21 @@ static int vm_run(struct vm_cli *c)
 	struct vm *vm = create_vm(c, &status, false);
 	if (!vm)
 		goto out_close;
-	if (c->control_path || c->incoming_uri) {
+	if (c->incoming_uri && c->restore_path) {
+		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
+		goto out_destroy;
+	}
+	if (c->control_path || c->incoming_uri || c->restore_path) {
 		ctl = vmctl_new(vm);
 		if (!ctl) {
 			fprintf(stderr, "multifd vm: out of memory\n");
 			goto out_destroy;
 		}
 	}
-	if (c->control_path && vmctl_listen(ctl, c->control_path, err, sizeof(err)) < 0) {
+	/* A restoring VM opens its control socket only once it runs (a query must not see
+	 * half-restored memory); a destination opens it at once (it reports where it listens). */
+	if (c->control_path && !c->restore_path &&
+	    vmctl_listen(ctl, c->control_path, err, sizeof(err)) < 0) {
 		fprintf(stderr, "multifd vm: %s\n", err);
 		goto out_destroy;
 	}
@@ -397,6 +418,23 @@ static int vm_run(struct vm_cli *c)
 			goto out_destroy;
 		}
 		fprintf(stderr, "tinyvm: migration completed; guest running\n");
+		t0 = cli_now_s();
+	} else if (c->restore_path) {
+		double ready_ms = 0;
+		if (vmctl_restore(ctl, c->restore_path, c->lazy, &ready_ms, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: restore: %s\n", err);
+			goto out_destroy;
+		}
+		if (vm_start(vm, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: %s\n", err);
+			goto out_destroy;
+		}
+		fprintf(stderr, "tinyvm: restored from %s (%s, ready in %.1f ms); guest running\n",
+			c->restore_path, c->lazy ? "lazy" : "eager", ready_ms);
+		if (c->control_path && vmctl_listen(ctl, c->control_path, err, sizeof(err)) < 0) {
+			fprintf(stderr, "multifd vm: %s\n", err);
+			goto out_destroy;
+		}
 		t0 = cli_now_s();
 	} else {
 		if (fill_data(vm, c->fill) < 0)

@@ -10,6 +10,7 @@ static const struct cli_cmd commands[] = {
 	  cmd_ctl_usage },
 	{ "demo", cmd_demo, "live-migrate a running guest between two local processes",
 	  cmd_demo_usage },
+	{ "inspect", cmd_inspect, "check and describe a snapshot file", cmd_inspect_usage },
 };
 
 static void usage(FILE *out)

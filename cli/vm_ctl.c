@@ -61,6 +61,8 @@ struct vmctl {
 	/* Migration request parameters (copied by the thread at start). */
 	char uri[CTL_MAX_STR + 1];
 	int64_t channels, downtime_ms, max_bandwidth;
+	/* Save requests: the same thread slot, a file instead of a peer. */
+	bool saving, live, direct_io;
 };
 
 /* ---- library callbacks -------------------------------------------------------------------- */
@@ -116,7 +118,7 @@ static int dev_load(void *opaque, const void *buf, size_t len, uint32_t version)
 static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
 
 /* Register the VM's RAM regions as blocks (and, outgoing on KVM, its slots as the tracker). */
-static int add_vm(struct vmctl *c, struct mfd_session *s, bool incoming)
+static int add_vm(struct vmctl *c, struct mfd_session *s, bool incoming, bool no_tracker)
 {
 	struct mfd_kvm_slot slots[VM_MAX_REGIONS];
 	unsigned nslots = 0;
@@ -133,7 +135,7 @@ static int add_vm(struct vmctl *c, struct mfd_session *s, bool incoming)
 								 .size = r->size, .block = b };
 	}
 	int rc = mfd_device_add(s, DEVICE_NAME, 0, DEVICE_VERSION, &dev_ops, c);
-	if (rc < 0 || incoming)
+	if (rc < 0 || incoming || no_tracker)
 		return rc < 0 ? rc : 0;
 	if (vm_kvm_fd(c->vm) >= 0 && nslots)
 		return mfd_session_track_kvm(s, vm_kvm_fd(c->vm), slots, nslots);
@@ -190,7 +192,11 @@ static void finish_migration(struct vmctl *c, struct mfd_session *s, int rc,
 static void *outgoing_thread(void *arg)
 {
 	struct vmctl *c = arg;
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+	pthread_mutex_lock(&c->lock);
+	bool saving = c->saving, live = c->live, direct = c->direct_io;
+	pthread_mutex_unlock(&c->lock);
+	struct mfd_session *s = mfd_session_new(saving ? MFD_SAVE : MFD_OUTGOING);
+	bool paused_here = false;
 	struct mfd_error err;
 	mfd_error_clear(&err);
 	int rc = s ? 0 : -ENOMEM;
@@ -206,21 +212,36 @@ static void *outgoing_thread(void *arg)
 		rc = mfd_session_set(s, MFD_OPT_DOWNTIME_MS, dt);
 	if (rc == 0 && bw)
 		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, bw);
+	if (rc == 0 && saving && direct)
+		rc = mfd_session_set(s, MFD_OPT_DIRECT_IO, 1);
 	if (rc == 0)
-		rc = add_vm(c, s, false);
+		rc = add_vm(c, s, false, saving && !live);
 	if (rc == 0) {
 		struct mfd_callbacks cb = { cb_stop, cb_resume, cb_throttle, c };
 		mfd_session_set_callbacks(s, &cb);
-		rc = mfd_session_connect(s, uri, &err);
+		if (saving && !live) {	/* a stopped save: pause first, the memory must not move */
+			rc = cb_stop(c);
+			paused_here = rc == 0;
+		}
+		if (rc == 0)
+			rc = saving ? mfd_session_open_file(s, uri, &err)
+				    : mfd_session_connect(s, uri, &err);
 	}
 	if (rc == 0)
 		rc = mfd_session_run(s, &err);
-	if (rc == 0) {
+	if (rc == 0 && !saving) {
 		/* The guest now runs on the destination; this one stays paused for good. */
 		record_switchover(c);
 		pthread_mutex_lock(&c->lock);
 		c->migrated_away = true;
 		pthread_mutex_unlock(&c->lock);
+	}
+	if (saving && (rc == 0 || paused_here)) {
+		/* A snapshot is a checkpoint: the guest goes on here (a live save leaves it stopped
+		 * after the last pass; a failed live save has already resumed it). */
+		if (rc == 0)
+			record_switchover(c);
+		vm_resume(c->vm);
 	}
 	if (!s) {
 		pthread_mutex_lock(&c->lock);
@@ -266,7 +287,7 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *errbuf, size_t errlen
 	mfd_error_clear(&err);
 	if (!s)
 		return snprintf(errbuf, errlen, "out of memory"), -ENOMEM;
-	int rc = add_vm(c, s, true);
+	int rc = add_vm(c, s, true, true);
 	if (rc < 0) {
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 		goto fail;
@@ -295,6 +316,39 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *errbuf, size_t errlen
 	snprintf(errbuf, errlen, "cannot start the migration thread");
 fail:
 	mfd_session_free(s);
+	return rc;
+}
+
+int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *errbuf,
+		  size_t errlen)
+{
+	struct mfd_session *s = mfd_session_new(MFD_RESTORE);
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	if (!s)
+		return snprintf(errbuf, errlen, "out of memory"), -ENOMEM;
+	int rc = add_vm(c, s, true, true);
+	if (rc == 0 && lazy)
+		rc = mfd_session_set(s, MFD_OPT_LAZY, 1);
+	if (rc < 0)
+		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
+	if (rc == 0 && (rc = mfd_session_open_file(s, path, &err)) < 0)
+		snprintf(errbuf, errlen, "%s", err.msg);
+	if (rc == 0 && (rc = mfd_session_run(s, &err)) < 0)
+		snprintf(errbuf, errlen, "%s", err.msg);
+	struct mfd_stats st;
+	mfd_session_get_stats(s, &st);
+	*ready_ms = (double)st.ready_ms;
+	mfd_session_free(s);
+	if (rc == 0) {
+		pthread_mutex_lock(&c->lock);
+		bool failed = c->mig_err[0];
+		if (failed)
+			snprintf(errbuf, errlen, "%s", c->mig_err);
+		pthread_mutex_unlock(&c->lock);
+		if (failed)
+			rc = -EIO;
+	}
 	return rc;
 }
 
@@ -373,7 +427,9 @@ static void do_query(struct vmctl *c, struct out *o)
 		put(o, ",\"incoming_uri\":");
 		put_str(o, c->incoming_uri);
 	}
-	if (c->role != ROLE_NONE) {
+	if (c->role != ROLE_NONE || c->have_stats || c->mig_running) {
+		put(o, ",\"operation\":\"%s\"", c->saving ? "save" : c->role == ROLE_DEST ? "incoming"
+										      : "migrate");
 		struct mfd_stats st;
 		if (c->mig)
 			mfd_session_get_stats(c->mig, &st);
@@ -406,12 +462,15 @@ static void do_query(struct vmctl *c, struct out *o)
 	put(o, "}");
 }
 
-static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o)
+static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o, bool saving)
 {
-	const char *uri = ctl_str(m, "uri");
+	const char *uri = ctl_str(m, saving ? "path" : "uri");
 	int64_t ch = 0, dt = 0, bw = 0;
+	bool live = false, direct = false;
 	if (!uri)
-		return reply_error(o, "migrate needs \"uri\"");
+		return reply_error(o, saving ? "save needs \"path\"" : "migrate needs \"uri\"");
+	ctl_bool(m, "live", &live);
+	ctl_bool(m, "direct_io", &direct);
 	if ((ctl_int(m, "channels", &ch) && (ch < 1 || ch > MFD_MAX_CHANNELS)) ||
 	    (ctl_int(m, "downtime_ms", &dt) && (dt < 1 || dt > 3600000)) ||
 	    (ctl_int(m, "max_bandwidth", &bw) && bw < 0))
@@ -440,12 +499,17 @@ static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o)
 		c->mig_joinable = false;
 	}
 	snprintf(c->uri, sizeof(c->uri), "%s", uri);
+	c->saving = saving;
+	c->live = live;
+	c->direct_io = direct;
 	c->channels = ch;
 	c->downtime_ms = dt;
 	c->max_bandwidth = bw;
-	c->role = ROLE_SOURCE;
+	if (!saving)
+		c->role = ROLE_SOURCE;
 	c->mig_err[0] = '\0';
 	c->have_stats = false;
+	memset(&c->stats, 0, sizeof(c->stats));	/* status "none" until the thread's session runs */
 	c->have_digest = false;	/* the next switchover's, not the arrival's */
 	c->mig_running = true;
 	int rc = pthread_create(&c->mig_thread, NULL, outgoing_thread, c);
@@ -470,7 +534,9 @@ static void handle(struct vmctl *c, const char *line, size_t len, struct out *o)
 	if (!strcmp(cmd, "query"))
 		return do_query(c, o);
 	if (!strcmp(cmd, "migrate"))
-		return do_migrate(c, &m, o);
+		return do_migrate(c, &m, o, false);
+	if (!strcmp(cmd, "save"))
+		return do_migrate(c, &m, o, true);
 	if (!strcmp(cmd, "cancel")) {
 		pthread_mutex_lock(&c->lock);
 		bool running = c->mig_running && c->mig;
@@ -487,7 +553,8 @@ static void handle(struct vmctl *c, const char *line, size_t len, struct out *o)
 	}
 	if (!strcmp(cmd, "cont")) {
 		pthread_mutex_lock(&c->lock);
-		bool away = c->migrated_away, running = c->mig_running && c->role == ROLE_SOURCE;
+		bool away = c->migrated_away,
+		     running = c->mig_running && (c->role == ROLE_SOURCE || c->saving);
 		pthread_mutex_unlock(&c->lock);
 		if (away)
 			return reply_error(o, "the guest migrated away; it runs on the destination");

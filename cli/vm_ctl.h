@@ -26,6 +26,10 @@ int vmctl_listen(struct vmctl *c, const char *path, char *err, size_t errlen);
 /* Wait for an incoming migration on uri into the (created, not started) VM; returns once
  * listening.  The VM is started when the migration completes. */
 int vmctl_incoming(struct vmctl *c, const char *uri, char *err, size_t errlen);
+/* Restore the (created, not started) VM from a snapshot file, eagerly or lazily (its RAM is
+ * then a private mapping of the file).  *ready_ms: when it could start.  0 or < 0 with err. */
+int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *err,
+		  size_t errlen);
 /* Block until an incoming migration ended: 0 (VM started) or < 0 with its error in err. */
 int vmctl_incoming_wait(struct vmctl *c, char *err, size_t errlen);
 /* A `quit` request arrived. */

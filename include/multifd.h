@@ -68,7 +68,9 @@ enum mfd_errcode {
 	MFD_ECONVERGE = -1026,	/* did not converge before the deadline */
 	MFD_EDEVICE = -1027,	/* device state unknown, too new, or refused by its loader */
 	MFD_EROUND = -1028,	/* packet of the wrong precopy round */
-	MFD_ELAST = -1029
+	MFD_EINCOMPLETE = -1029,	/* snapshot file without its header or trailer: the save
+				 * did not complete */
+	MFD_ELAST = -1030
 };
 
 #define MFD_ERROR_MSG_MAX 256
@@ -91,6 +93,8 @@ MFD_API const char *mfd_version(void);
 enum mfd_role {
 	MFD_OUTGOING = 1,	/* source: sends memory */
 	MFD_INCOMING = 2,	/* destination: receives memory */
+	MFD_SAVE = 3,		/* write a mapped-ram snapshot file (see "mapped-ram snapshots") */
+	MFD_RESTORE = 4,	/* read one back into registered memory */
 };
 
 enum mfd_option {
@@ -115,6 +119,9 @@ enum mfd_option {
 	MFD_OPT_THROTTLE_MAX,	/* upper bound, 1..99 (99) */
 	/* Incoming: */
 	MFD_OPT_DEVICE_MAX_BYTES,	/* bound on one device's state and on their total (64 MiB) */
+	/* Snapshots (MFD_SAVE, MFD_RESTORE); MFD_OPT_CHANNELS is then the number of workers: */
+	MFD_OPT_DIRECT_IO,	/* 1: page data with O_DIRECT, straight from/to the block memory (0) */
+	MFD_OPT_LAZY,		/* restore: 1 = map the file instead of reading it (0); see below */
 };
 
 #define MFD_MAX_CHANNELS 64
@@ -249,6 +256,10 @@ struct mfd_stats {
 	unsigned throttle_pct;		/* current throttle */
 	unsigned throttle_pct_max;	/* highest throttle asked for */
 	uint64_t device_bytes;		/* device state sent (or received) */
+	/* Snapshots: */
+	uint64_t file_bytes;		/* size of the snapshot file */
+	uint64_t ready_ms;		/* restore: from run start until memory and devices were
+					 * usable (lazy: mapped; eager: read) */
 };
 
 enum mfd_status {
@@ -269,6 +280,122 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st);
 /* The stats as one JSON object (no trailing newline).  Returns the length that the full object
  * needs (like snprintf); the output is truncated but NUL-terminated when len is too small. */
 MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
+
+/* ---- mapped-ram snapshots ------------------------------------------------------------------ */
+/*
+ * A snapshot file holds every registered RAM block at a fixed offset (page i of a block at
+ * pages_offset + i * page_size), a little-endian bitmap of the pages present, the device states
+ * and a trailer written last (docs/format.md, "mapped-ram file format").  Pages that are zero are
+ * never written: they stay holes, so the file is at most the RAM size plus a little metadata.
+ *
+ * Save, with the guest stopped or running:
+ *
+ *     struct mfd_session *s = mfd_session_new(MFD_SAVE);
+ *     mfd_session_set(s, MFD_OPT_CHANNELS, 4);                // workers, one file channel each
+ *     mfd_ram_block_add(s, "ram0", host, len, 4096, 0);
+ *     mfd_device_add(s, "cpu", 0, 1, &cpu_ops, vcpu);          // optional
+ *     mfd_session_track_kvm(s, vm_fd, slots, n);               // live: any tracker, or none
+ *     mfd_session_set_callbacks(s, &cb);                       // live: stop/resume/throttle
+ *     mfd_session_open_file(s, "/var/snap/vm.snap", &err);
+ *     mfd_session_run(s, &err);
+ *
+ * Without a tracker the memory must not change during the run (a stopped guest).  With one, the
+ * save runs rounds as a live migration does (convergence, throttling, deadline, bandwidth cap):
+ * pages written again are rewritten in place, a page that became zero is punched out, and the
+ * last pass runs after cb.stop(), followed by the device states.  On success the guest is left
+ * stopped, as after a migration: the embedder resumes it if it wants to keep running.  On
+ * failure or cancel the guest is resumed (if it was stopped), tracking stops, and PATH is left as
+ * it was: the save writes a temporary file beside it ("PATH.XXXXXX") and renames it over PATH only
+ * once everything is durable (pages, fdatasync, metadata, fdatasync, trailer, fsync, rename, fsync
+ * of the directory).  A snapshot lazily restored from PATH can therefore be saved to PATH again.
+ *
+ * Restore, into memory the embedder allocated with the sizes the file records (read them with
+ * mfd_snapshot_inspect):
+ *
+ *     struct mfd_session *s = mfd_session_new(MFD_RESTORE);
+ *     mfd_ram_block_add(s, "ram0", host, len, 4096, MFD_BLOCK_ZEROED);
+ *     mfd_device_add(s, "cpu", 0, 1, &cpu_ops, vcpu);
+ *     mfd_session_open_file(s, "/var/snap/vm.snap", &err);     // validates, matches blocks
+ *     mfd_session_run(s, &err);                                 // pages, then device loads
+ *
+ * Eager (default): the workers read the present pages into the block memory; absent pages are
+ * left alone in MFD_BLOCK_ZEROED blocks and cleared in others.  Lazy (MFD_OPT_LAZY = 1): nothing
+ * is read; each block's memory [host, host + len) is REPLACED by a private mapping of the file's
+ * pages area at the same address (mmap MAP_PRIVATE | MAP_FIXED), so the guest can start at once
+ * and pages are read from the file when first touched (holes read as zero, writes go to private
+ * copies; the file is never written).  Consequences the embedder must accept: the memory is no
+ * longer anonymous (a userfaultfd registration or madvise done before is gone: do those after the
+ * restore; KVM memory slots keep working), and the file must not be truncated or rewritten in
+ * place while the mapping lives (a save to the same path is fine: it replaces the file by
+ * rename).  The mapping is the embedder's to munmap, like the memory it replaced.  Device states
+ * are loaded in both modes before mfd_session_run returns; mfd_stats.ready_ms says when the guest
+ * could start.  On failure the memory holds a partial restore that the embedder discards.
+ *
+ * MFD_OPT_DIRECT_IO uses O_DIRECT for page data (the block memory is page aligned, and so is
+ * every page in the file), and a second, buffered descriptor for the metadata.  -EINVAL from
+ * mfd_session_open_file means the file system refuses O_DIRECT.  MFD_OPT_VERIFY on a save stores
+ * a digest of the memory as saved; on a restore it recomputes it and fails with MFD_EVERIFY if
+ * they differ (lazy: that reads every page).
+ */
+
+/* Save: create the temporary file beside path (it becomes path at the end of a successful run).
+ * Restore: open path, read and validate its metadata (header, block table, bitmaps, device
+ * sections, trailer; the file is not trusted), and match its block table against the registered
+ * blocks: same names, lengths and page sizes (MFD_EBLOCKTABLE, MFD_EPAGESIZE), and its devices
+ * against the registered devices (MFD_EDEVICE).  Register blocks and devices, choose the
+ * tracker and set options first: they are fixed from here.  Returns 0 or a negative code with
+ * the reason in err. */
+MFD_API int mfd_session_open_file(struct mfd_session *s, const char *path, struct mfd_error *err);
+
+struct mfd_snapshot_block {
+	char name[MFD_MAX_NAME + 1];
+	uint64_t length;		/* bytes */
+	uint32_t page_size;
+	uint64_t pages_present;		/* pages stored in the file (the others read as zero) */
+	uint64_t bitmap_offset;		/* file offsets */
+	uint64_t pages_offset;
+	int status;			/* 0, or the error found in this block's bitmap */
+};
+
+struct mfd_snapshot_device {
+	char name[MFD_MAX_NAME + 1];
+	uint32_t instance;
+	uint32_t version;
+	uint64_t offset;		/* of the section in the file */
+	uint64_t length;		/* bytes of state */
+	int status;			/* 0, or the error found in this section (checksum) */
+};
+
+struct mfd_snapshot_info {
+	/* Filled from the first check that passes (the header) on: */
+	uint32_t version;		/* file format version */
+	uint64_t features;		/* feature bits (docs/format.md) */
+	char uuid[37];			/* snapshot id, text form */
+	uint64_t created_unix_s;	/* wall-clock time of the save */
+	bool live;			/* saved while the guest ran (with a dirty tracker) */
+	uint32_t rounds;		/* passes over memory (1 for a stopped save) */
+	uint64_t digest;		/* memory digest, when features has the digest bit */
+	bool has_digest;
+	uint64_t file_bytes;		/* size the header records */
+	uint64_t mem_bytes;		/* sum of block lengths */
+	uint64_t pages_present;		/* all blocks */
+	uint64_t device_bytes;		/* all device states */
+	uint32_t nblocks, ndevices;
+	struct mfd_snapshot_block *blocks;	/* nblocks entries, owned by the info */
+	struct mfd_snapshot_device *devices;	/* ndevices entries, owned by the info */
+	/* Checksum status of each part: 1 checked and good, 0 bad or not reached. */
+	bool header_ok, trailer_ok, blocks_ok, bitmaps_ok, devices_ok, metadata_ok;
+};
+
+/* Read and check a snapshot file without trusting it: every count, length, offset and checksum
+ * is validated, memory use is bounded by the block and device counts (bitmaps and device states
+ * are streamed, never held).  Returns 0 when the whole file is valid; otherwise the first error
+ * (err says where), with info filled as far as the checks got (a bad bitmap or device checksum
+ * is recorded in that entry's status and the check goes on, so every bad part is listed).
+ * Free info with mfd_snapshot_info_free, whatever the result. */
+MFD_API int mfd_snapshot_inspect(const char *path, struct mfd_snapshot_info *info,
+				 struct mfd_error *err);
+MFD_API void mfd_snapshot_info_free(struct mfd_snapshot_info *info);
 
 /* ---- utilities ------------------------------------------------------------------------- */
 

@@ -50,6 +50,16 @@ int mfd__chan_writev(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return mfd__io_full(chan_write_op, c, iov, iovcnt, -1, false, NULL);
 }
 
+int mfd__chan_preadv(struct mfd__chan *c, struct iovec *iov, int iovcnt, int64_t off)
+{
+	return mfd__io_full(chan_read_op, c, iov, iovcnt, off, true, NULL);
+}
+
+int mfd__chan_pwritev(struct mfd__chan *c, struct iovec *iov, int iovcnt, int64_t off)
+{
+	return mfd__io_full(chan_write_op, c, iov, iovcnt, off, false, NULL);
+}
+
 int mfd__chan_read(struct mfd__chan *c, void *buf, size_t len)
 {
 	struct iovec v = { buf, len };

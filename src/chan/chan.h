@@ -49,6 +49,22 @@ void mfd__chan_free(struct mfd__chan *c);	/* close + free; NULL is fine */
  * (the fd is closed then). */
 struct mfd__chan *mfd__chan_sock_new(int fd, int id);
 
+/* ---- files (file.c) ------------------------------------------------------------------------ */
+/* Wrap a seekable file; takes ownership of fd (closed on ENOMEM too).  File channels move data
+ * only with the positional calls below; shutdown is a no-op (a local transfer always ends, and
+ * the callers check for cancel between transfers). */
+struct mfd__chan *mfd__chan_file_new(int fd, int id);
+/* Positional full transfers (see core/io.h for return codes). */
+int mfd__chan_preadv(struct mfd__chan *c, struct iovec *iov, int iovcnt, int64_t off);
+int mfd__chan_pwritev(struct mfd__chan *c, struct iovec *iov, int iovcnt, int64_t off);
+/* Make [off, off + len) of a file channel read as zero without growing the file's allocation:
+ * punch a hole (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), or write zeros where the file
+ * system cannot.  off and len multiples of 4096 (O_DIRECT safe).  0 or -errno. */
+int mfd__chan_file_zero(struct mfd__chan *c, int64_t off, int64_t len);
+/* Open path again as a new open file description with `flags` (O_CLOEXEC added), and check that
+ * it is the same file as fd (-ESTALE otherwise).  Returns the fd or a negative code. */
+int mfd__file_reopen(const char *path, int fd, int flags, struct mfd_error *err);
+
 /* ---- URIs -------------------------------------------------------------------------------- */
 enum mfd__uri_kind { MFD_URI_TCP = 1, MFD_URI_UNIX, MFD_URI_FD, MFD_URI_FILE };
 

@@ -18,7 +18,7 @@ static const char *const mfd_messages[] = {
 	E(MFD_EPAGES, "page count over the bound"),
 	E(MFD_ELENGTH, "length mismatch"),
 	E(MFD_ETRUNC, "truncated packet"),
-	E(MFD_ECHECKSUM, "header checksum mismatch"),
+	E(MFD_ECHECKSUM, "checksum mismatch"),
 	E(MFD_ETYPE, "unknown or unexpected packet type"),
 	E(MFD_ESEQ, "packet sequence out of order"),
 	E(MFD_EPAGESIZE, "page size mismatch or unsupported"),
@@ -35,6 +35,7 @@ static const char *const mfd_messages[] = {
 	E(MFD_ECONVERGE, "did not converge before the deadline"),
 	E(MFD_EDEVICE, "device state rejected"),
 	E(MFD_EROUND, "packet of the wrong round"),
+	E(MFD_EINCOMPLETE, "snapshot incomplete: the save did not finish"),
 #undef E
 };
 

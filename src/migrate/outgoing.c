@@ -373,109 +373,6 @@ static int broadcast(struct mfd_session *s, uint32_t kind, uint32_t round)
 	return rc;
 }
 
-/* Collect the pages written since the last sync into the dirty bitmaps (cleared first unless
- * `keep`, which merges a final sync into a set not yet sent).  Returns the dirty byte count. */
-static int dirty_sync(struct mfd_session *s, bool keep, uint64_t *bytes, struct mfd_error *err)
-{
-	uint64_t pages = 0;
-	for (uint32_t b = 0; b < s->ram.n; b++) {
-		const struct mfd__block *blk = &s->ram.blocks[b];
-		if (!keep)
-			memset(s->dirty[b], 0, mfd__bitmap_words(blk->npages) * sizeof(uint64_t));
-		int rc = s->tracker->ops->sync(s->tracker, b, s->dirty[b], err);
-		if (rc)
-			return rc;
-		pages += mfd__bitmap_count(s->dirty[b], blk->npages);
-	}
-	__atomic_fetch_add(&s->st_syncs, 1, __ATOMIC_RELAXED);
-	*bytes = pages * s->ram.page_size;
-	__atomic_store_n(&s->st_remaining, *bytes, __ATOMIC_RELAXED);
-	return 0;
-}
-
-static void set_throttle(struct mfd_session *s, unsigned pct)
-{
-	if (__atomic_load_n(&s->st_throttle, __ATOMIC_RELAXED) == pct)
-		return;
-	__atomic_store_n(&s->st_throttle, pct, __ATOMIC_RELAXED);
-	if (pct > __atomic_load_n(&s->st_throttle_max, __ATOMIC_RELAXED))
-		__atomic_store_n(&s->st_throttle_max, pct, __ATOMIC_RELAXED);
-	if (s->cb.throttle)
-		s->cb.throttle(s->cb.opaque, pct);
-}
-
-static int start_tracking(struct mfd_session *s, struct mfd_error *err)
-{
-	int rc = 0;
-	if (s->track_kind == MFD_TRACK_UFFD)
-		rc = mfd__tracker_uffd_new(&s->tracker, &s->ram, false, err);
-	else if (s->track_kind == MFD_TRACK_KVM)
-		rc = mfd__tracker_kvm_new(&s->tracker, &s->ram, s->kvm_fd, s->kvm_slots, s->kvm_nslots,
-					  err);
-	if (rc)
-		return rc;
-	s->dirty = calloc(s->ram.n, sizeof(*s->dirty));
-	if (!s->dirty)
-		return mfd__err_set(err, -ENOMEM, -1, "dirty bitmaps");
-	for (uint32_t b = 0; b < s->ram.n; b++) {
-		s->dirty[b] = calloc(mfd__bitmap_words(s->ram.blocks[b].npages), sizeof(uint64_t));
-		if (!s->dirty[b])
-			return mfd__err_set(err, -ENOMEM, -1, "dirty bitmaps");
-	}
-	return s->tracker->ops->start(s->tracker, err);
-}
-
-/* Iterate rounds until the controller says switch over (0) or fail (< 0).  *round is the round
- * whose pages the dirty bitmaps now hold (not yet sent). */
-static int precopy(struct mfd_session *s, uint32_t *round, struct mfd_error *err)
-{
-	struct mfd__converge conv;
-	mfd__converge_init(&conv, &s->conv_cfg);
-	uint64_t t_round = mfd__now_ns(), t_sync = t_round, sent0 = data_bytes_sent(s);
-	int rc;
-	for (uint32_t r = 0;; r++) {
-		__atomic_store_n(&s->st_rounds, (uint64_t)r + 1, __ATOMIC_RELAXED);
-		rc = r == 0 ? submit_full_pass(s, r) : submit_dirty(s, r);
-		if (rc == 0)
-			rc = broadcast(s, MFD_JOB_SYNC, r);
-		if (rc == 0)
-			rc = mfd__pool_sync(s->pool);
-		if (rc)
-			return rc;
-		uint64_t now = mfd__now_ns(), sent = data_bytes_sent(s), dirty;
-		if ((rc = dirty_sync(s, false, &dirty, err)))
-			return rc;
-		struct mfd__round info = {
-			.sent_bytes = sent - sent0,
-			.send_ns = now - t_round,
-			.dirty_bytes = dirty,
-			.since_sync_ns = mfd__now_ns() - t_sync,
-			.elapsed_ms = (mfd__now_ns() - s->t_start_ns) / 1000000,
-		};
-		t_sync = mfd__now_ns();
-		enum mfd__decision d = mfd__converge_step(&conv, &info);
-		__atomic_store_n(&s->st_bandwidth, conv.bandwidth_bps, __ATOMIC_RELAXED);
-		__atomic_store_n(&s->st_dirty_rate, conv.dirty_rate_bps, __ATOMIC_RELAXED);
-		__atomic_store_n(&s->st_expected_dt, MFD_MIN(conv.expected_downtime_ms, 1ull << 40),
-				 __ATOMIC_RELAXED);
-		__atomic_store_n(&s->st_eta_ms, conv.eta_ms, __ATOMIC_RELAXED);
-		set_throttle(s, conv.throttle_pct);
-		if (r + 1 < s->knobs.min_rounds)
-			d = MFD_DECIDE_CONTINUE;
-		*round = r + 1;
-		if (d == MFD_DECIDE_SWITCHOVER)
-			return 0;
-		if (d == MFD_DECIDE_FAIL)
-			return mfd__err_set(err, MFD_ECONVERGE, -1,
-					    "%llu ms: %llu bytes dirty at %llu B/s, sending %llu B/s",
-					    (unsigned long long)info.elapsed_ms, (unsigned long long)dirty,
-					    (unsigned long long)conv.dirty_rate_bps,
-					    (unsigned long long)conv.bandwidth_bps);
-		t_round = mfd__now_ns();
-		sent0 = data_bytes_sent(s);
-	}
-}
-
 static int send_devices(struct mfd_session *s, uint8_t *meta, struct mfd_error *err)
 {
 	uint8_t *buf = NULL;
@@ -509,6 +406,19 @@ static int send_devices(struct mfd_session *s, uint8_t *meta, struct mfd_error *
 	return rc;
 }
 
+/* A round on the wire: its pages, then a SYNC marker on every data channel. */
+static int submit_round(struct mfd_session *s, uint32_t r)
+{
+	int rc = r == 0 ? submit_full_pass(s, r) : submit_dirty(s, r);
+	return rc ? rc : broadcast(s, MFD_JOB_SYNC, r);
+}
+
+static const struct mfd__rounds_ops stream_rounds = {
+	.submit = submit_round,
+	.progress = data_bytes_sent,
+	.verb = "sending",
+};
+
 int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 {
 	int rc;
@@ -537,24 +447,16 @@ int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 		goto out;
 	}
 	reader_started = true;
-	if (live && (rc = start_tracking(s, &e)))
+	if (live && (rc = mfd__rounds_start_tracking(s, &e)))
 		goto out;
 	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
 
 	if (live) {
-		if ((rc = precopy(s, &round, &e)))
+		if ((rc = mfd__rounds_precopy(s, &stream_rounds, &round, &e)))
 			goto out;
 		/* Switchover: stop the guest, take the last dirty pages, send them and the devices. */
-		mfd__session_set_status(s, MFD_STATUS_SWITCHOVER);
-		t_stop = mfd__now_ns();
-		if (s->cb.stop && (rc = s->cb.stop(s->cb.opaque))) {
-			mfd__err_set(&e, rc, -1, "the embedder's stop callback failed");
-			goto out;
-		}
-		stopped = true;
-		uint64_t dirty;
-		if ((rc = dirty_sync(s, true, &dirty, &e)))
+		if ((rc = mfd__rounds_stop(s, &t_stop, &stopped, &e)))
 			goto out;
 		__atomic_store_n(&s->st_rounds, (uint64_t)round + 1, __ATOMIC_RELAXED);
 		rc = submit_dirty(s, round);
@@ -618,7 +520,7 @@ out:
 	/* Whatever happened, the source goes on: tracking off, throttle lifted, guest resumed. */
 	if (s->tracker)
 		s->tracker->ops->stop(s->tracker);
-	set_throttle(s, 0);
+	mfd__rounds_set_throttle(s, 0);
 	if (stopped && rc && s->cb.resume)
 		s->cb.resume(s->cb.opaque);
 	free(meta);

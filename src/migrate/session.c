@@ -9,18 +9,20 @@
 #include <unistd.h>
 #include "core/json.h"
 #include "migrate/session.h"
+#include "migrate/snapshot.h"
 
 MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 {
-	if (role != MFD_OUTGOING && role != MFD_INCOMING)
+	if (role != MFD_OUTGOING && role != MFD_INCOMING && role != MFD_SAVE && role != MFD_RESTORE)
 		return NULL;
 	struct mfd_session *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->role = role;
-	/* Outgoing: what to use.  Incoming: the most to accept (it bounds our allocations). */
-	s->channels = role == MFD_OUTGOING ? 4 : MFD_MAX_CHANNELS;
-	s->batch_pages = role == MFD_OUTGOING ? 512 : MFD_MAX_BATCH_PAGES;	/* 512: 2 MiB, one
+	/* Incoming: the most to accept (it bounds our allocations).  Otherwise: what to use (for
+	 * snapshots, the number of workers). */
+	s->channels = role == MFD_INCOMING ? MFD_MAX_CHANNELS : 4;
+	s->batch_pages = role == MFD_INCOMING ? MFD_MAX_BATCH_PAGES : 512;	/* 512: 2 MiB, one
 									 * huge page per packet */
 	s->queue_depth = 4;
 	s->timeout_ms = 10000;
@@ -50,6 +52,7 @@ MFD_API void mfd_session_free(struct mfd_session *s)
 	if (!s)
 		return;
 	mfd__pool_destroy(s->pool);
+	mfd__snapshot_free(s);
 	for (unsigned i = 0; i <= MFD_MAX_CHANNELS; i++)
 		mfd__chan_free(s->chan[i]);
 	if (s->listen_fd >= 0)
@@ -152,6 +155,16 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 		else
 			s->conv_cfg.throttle_max = (unsigned)v;
 		return 0;
+	case MFD_OPT_DIRECT_IO:	/* file options: only where there is a file */
+		if (s->role != MFD_SAVE && s->role != MFD_RESTORE)
+			return -EINVAL;
+		s->direct_io = v != 0;
+		return 0;
+	case MFD_OPT_LAZY:
+		if (s->role != MFD_RESTORE)
+			return -EINVAL;
+		s->lazy = v != 0;
+		return 0;
 	case MFD_OPT_DEVICE_MAX_BYTES:
 		if (v < 1 || v > (int64_t)MFD_PROTO_MAX_DATA)
 			return -EINVAL;
@@ -163,7 +176,7 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 
 static int set_tracking(struct mfd_session *s, enum mfd__track_kind kind)
 {
-	if (s->role != MFD_OUTGOING)
+	if (s->role != MFD_OUTGOING && s->role != MFD_SAVE)	/* live migration, live save */
 		return MFD_ESTATE;
 	if (!configurable(s) || s->track_kind != MFD_TRACK_NONE)
 		return MFD_ESTATE;
@@ -329,7 +342,14 @@ MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err)
 		return mfd__err_set(err, -EINVAL, -1, "no RAM blocks registered");
 	__atomic_store_n(&s->t_start_ns, mfd__now_ns(), __ATOMIC_RELAXED);
 	mfd__session_set_status(s, MFD_STATUS_SETUP);
-	int rc = s->role == MFD_OUTGOING ? mfd__outgoing_run(s, err) : mfd__incoming_run(s, err);
+	int rc;
+	switch (s->role) {
+	case MFD_OUTGOING: rc = mfd__outgoing_run(s, err); break;
+	case MFD_INCOMING: rc = mfd__incoming_run(s, err); break;
+	case MFD_SAVE: rc = mfd__save_run(s, err); break;
+	case MFD_RESTORE: rc = mfd__restore_run(s, err); break;
+	default: rc = MFD_ESTATE; break;
+	}
 	return mfd__session_finish(s, rc, err);
 }
 
@@ -346,7 +366,9 @@ MFD_API void mfd_session_cancel(struct mfd_session *s)
 	uint64_t one = 1;
 	ssize_t n = write(s->cancel_fd, &one, sizeof(one));
 	(void)n;	/* an eventfd write of 1 cannot fail short of overflow */
-	mfd__session_fail(s, MFD_ECANCELED, -1, "migration");
+	mfd__session_fail(s, MFD_ECANCELED, -1, "%s", s->role == MFD_SAVE	  ? "save"
+						   : s->role == MFD_RESTORE ? "restore"
+									    : "migration");
 }
 
 /* ---- helpers shared by the two roles ------------------------------------------------------ */
@@ -661,6 +683,8 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 	st->throttle_pct = __atomic_load_n(&s->st_throttle, __ATOMIC_RELAXED);
 	st->throttle_pct_max = __atomic_load_n(&s->st_throttle_max, __ATOMIC_RELAXED);
 	st->device_bytes = __atomic_load_n(&s->st_device_bytes, __ATOMIC_RELAXED);
+	st->file_bytes = __atomic_load_n(&s->st_file_bytes, __ATOMIC_RELAXED);
+	st->ready_ms = __atomic_load_n(&s->st_ready_ms, __ATOMIC_RELAXED);
 	st->verified = __atomic_load_n(&s->verified, __ATOMIC_RELAXED);
 	st->digest = st->verified ? __atomic_load_n(&s->digest, __ATOMIC_RELAXED) : 0;
 }
@@ -702,6 +726,8 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
 	mfd__json_u64(&j, "throttle_pct", st->throttle_pct);
 	mfd__json_u64(&j, "throttle_pct_max", st->throttle_pct_max);
 	mfd__json_u64(&j, "device_bytes", st->device_bytes);
+	mfd__json_u64(&j, "file_bytes", st->file_bytes);
+	mfd__json_u64(&j, "ready_ms", st->ready_ms);
 	mfd__json_bool(&j, "verified", st->verified);
 	mfd__json_end(&j);
 	return (int)mfd__json_finish(&j);

@@ -97,7 +97,8 @@ struct mfd_session {
 	uint64_t features;
 
 	struct mfd__errbox errbox;
-	struct mfd__pool *pool;			/* created by run(); owned by the run thread */
+	struct mfd__pool *pool;			/* created by run(); owned by the run thread;
+						 * published and retired under lock */
 	struct mfd__wstate *ws;			/* nws entries; published under lock */
 	unsigned nws;
 
@@ -122,6 +123,14 @@ struct mfd_session {
 	struct mfd__devices devices;		/* both roles */
 	uint64_t device_max;			/* incoming bound (MFD_OPT_DEVICE_MAX_BYTES) */
 	struct mfd__test_knobs knobs;
+
+	/* Snapshots (MFD_SAVE, MFD_RESTORE): options set before mfd_session_open_file, then
+	 * read-only; `snap` is set by open_file (run thread only afterwards; migrate/snapshot.h). */
+	bool direct_io;
+	bool lazy;
+	struct mfd__snapshot *snap;
+	uint64_t st_file_bytes;			/* atomic (stats only) */
+	uint64_t st_ready_ms;			/* atomic (stats only) */
 
 	/* Incoming: receivers meet at every SYNC marker (the ordering guarantee). */
 	struct mfd__barrier barrier;
@@ -170,8 +179,32 @@ int mfd__send_packet(struct mfd__chan *c, uint64_t *seq, uint8_t type, uint32_t 
 int mfd__recv_packet(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, uint8_t *meta,
 		     struct mfd_error *err);
 
+/* Precopy rounds (rounds.c), shared by live migration and live save. */
+struct mfd__rounds_ops {
+	int (*submit)(struct mfd_session *s, uint32_t round);	/* queue round `round`'s work */
+	uint64_t (*progress)(struct mfd_session *s);	/* bytes moved so far (bandwidth) */
+	const char *verb;					/* for messages: "sending" */
+};
+int mfd__rounds_start_tracking(struct mfd_session *s, struct mfd_error *err);
+/* The pages written since the last sync into s->dirty (cleared first unless `keep`, which merges
+ * a final sync into a set not yet sent); *bytes: the dirty total. */
+int mfd__rounds_dirty_sync(struct mfd_session *s, bool keep, uint64_t *bytes, struct mfd_error *err);
+void mfd__rounds_set_throttle(struct mfd_session *s, unsigned pct);
+/* Iterate rounds until the convergence controller says switch over (0) or fail (< 0).  *round:
+ * the rounds done, i.e. the round whose pages s->dirty now holds (not yet sent). */
+int mfd__rounds_precopy(struct mfd_session *s, const struct mfd__rounds_ops *ops, uint32_t *round,
+			struct mfd_error *err);
+/* Switchover: stop the guest (cb.stop; *stopped once it did, so failure paths resume it) and
+ * merge the final dirty sync into the set still to send. */
+int mfd__rounds_stop(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped,
+		     struct mfd_error *err);
+
 int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err);
 int mfd__outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_error *err);
 int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err);
+/* Snapshots (save.c, restore.c, snapshot.c). */
+int mfd__save_run(struct mfd_session *s, struct mfd_error *err);
+int mfd__restore_run(struct mfd_session *s, struct mfd_error *err);
+void mfd__snapshot_free(struct mfd_session *s);
 
 #endif
