@@ -133,6 +133,7 @@ static void send_ram(struct dest *d, int ch, uint32_t block, uint32_t normal, ui
 
 /* The observed code when it is one of two acceptable ones, else the first (for the message). */
 static int last_rc;
+static char last_msg[MFD_ERROR_MSG_MAX];
 static int rc_or(int a, int b) { return last_rc == b ? b : a; }
 
 #define EXPECT(label, code, ...)                                                          \
@@ -142,6 +143,7 @@ static int rc_or(int a, int b) { return last_rc == b ? b : a; }
 		dest_start(&d);                                                            \
 		__VA_ARGS__;                                                               \
 		int _rc = last_rc = dest_finish(&d);                                       \
+		snprintf(last_msg, sizeof(last_msg), "%s", d.err.msg);                      \
 		CHECK_CODE(_rc, code);                                                     \
 		if (_rc != (code))                                                         \
 			fprintf(stderr, "  message: %s\n", d.err.msg);                     \
@@ -372,6 +374,7 @@ int main(void)
 
 	/* A source that stays connected but says nothing: the main channel's silence times out. */
 	EXPECT("silent source", -ETIMEDOUT, { setup(&d); });
+	CHECK(strstr(last_msg, "source silent") != NULL);
 
 	/* A complete, valid hand-made stream is accepted (so the cases above fail for their reason). */
 	EXPECT("valid stream", 0, {

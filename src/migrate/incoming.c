@@ -383,11 +383,15 @@ static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *met
 {
 	int rc;
 	do {	/* PINGs only keep the idle timeout from firing */
-		rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, err);
+		struct mfd_error e;
+		mfd_error_clear(&e);
+		rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, &e);
 		if (rc == -ETIMEDOUT)
 			return mfd__err_set(err, rc, 0, "source silent for %d ms", s->timeout_ms);
-		if (rc)
+		if (rc) {
+			mfd__err_copy(err, &e);
 			return rc;
+		}
 		if (h->round != 0)
 			return mfd__err_set(err, MFD_EROUND, 0, "main-channel packet with round %u",
 					    h->round);
