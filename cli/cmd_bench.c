@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <getopt.h>
+#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "cli.h"
 
 #define PAGE 4096u
+#define MAX_REPEAT 15
 
 struct bench_opts {
 	uint64_t mem;
@@ -43,6 +45,7 @@ struct bench_opts {
 	int64_t downtime_ms, max_bandwidth, deadline_ms;
 	bool no_throttle;
 	bool deadline_force;
+	unsigned repeat;		/* measurements; the medians are reported */
 	const char *save_path;		/* snapshot modes */
 	const char *restore_path;
 	bool direct_io, lazy;
@@ -188,6 +191,9 @@ void cmd_bench_usage(FILE *out)
 		"  --baseline        also time a plain copy of the same bytes over N connections\n"
 		"                    in the same run, and report baseline_mib_s\n"
 		"  --json            print one JSON object on stdout\n"
+		"  --repeat N        measure N times in this run (a fresh destination each time)\n"
+		"                    and report the medians, with every sample; default 5 with\n"
+		"                    --baseline (each time ours, then the plain copy), else 1\n"
 		"  --dirty SIZE      live migration: writer threads keep changing the first SIZE\n"
 		"                    bytes (page index and sweep number in every page), tracked\n"
 		"                    with userfaultfd write-protect; they stop at the switchover\n"
@@ -737,6 +743,157 @@ static int snap_restore(const struct bench_opts *o)
 	return rc == 0 && verified ? 0 : 1;
 }
 
+/* One measurement: a fresh destination process, our transfer of the (already filled) source
+ * memory, digests of every page on both sides, then, with --baseline, the plain copy into fresh
+ * destination memory.  With --dirty the writers run during our transfer only. */
+struct sample {
+	int rc;				/* ours: 0 when the transfer completed */
+	struct dst_result r;
+	struct mfd_stats st;
+	uint64_t src_digest;
+	bool verified;
+	double mib_s, base_mib_s;
+	uint64_t sweeps;		/* --dirty: writer sweeps */
+};
+
+static void one_sample(const struct bench_opts *op, uint8_t *mem, struct sample *out)
+{
+	struct bench_opts o = *op;
+	memset(out, 0, sizeof(*out));
+	out->r.rc = -EPIPE;
+	out->rc = -EPIPE;
+	int up[2], down[2];
+	if (pipe(up) || pipe(down)) {
+		perror("multifd bench: pipe");
+		return;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("multifd bench: fork");
+		return;
+	}
+	if (pid == 0) {
+		close(up[0]);
+		close(down[1]);
+		_exit(destination(&o, up[1], down[0]));
+	}
+	close(up[1]);
+	close(down[0]);
+	struct dst_result r = { .rc = -EPIPE };
+	struct mfd_stats st = { 0 };
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	double base_mib_s = 0;
+	uint64_t src_digest = 0;
+	char uri[256];
+	int rc = -EPIPE;
+	bool verified = false;
+	struct dirtier dz = { .mem = mem, .pages = o.dirty / PAGE, .n = o.dirty_threads };
+
+	if (read_str(up[0], uri, sizeof(uri)) || !uri[0]) {
+		fprintf(stderr, "multifd bench: destination did not start\n");
+		goto out;
+	}
+	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+	rc = s ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = mfd_session_set(s, MFD_OPT_CHANNELS, o.channels);
+	if (rc == 0)
+		rc = mfd_session_set(s, MFD_OPT_BATCH_PAGES, o.batch);
+	if (rc == 0 && (rc = mfd_ram_block_add(s, "ram0", mem, o.mem, PAGE, 0)) > 0)
+		rc = 0;
+	struct dirtier_arg dargs[64];
+	unsigned started = 0;
+	if (rc == 0 && o.dirty) {
+		if (o.downtime_ms)
+			mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o.downtime_ms);
+		if (o.max_bandwidth)
+			mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o.max_bandwidth);
+		if (o.deadline_ms)
+			mfd_session_set(s, MFD_OPT_DEADLINE_MS, o.deadline_ms);
+		if (o.deadline_force)
+			mfd_session_set(s, MFD_OPT_DEADLINE_FORCE, 1);
+		if (o.no_throttle)
+			mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
+		rc = mfd_session_track_uffd(s);
+		struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
+					    .throttle = dirtier_throttle, .opaque = &dz };
+		mfd_session_set_callbacks(s, &cb);
+		for (; rc == 0 && started < dz.n; started++) {
+			dargs[started] = (struct dirtier_arg){ &dz, started };
+			if (pthread_create(&dz.t[started], NULL, dirtier_main, &dargs[started]))
+				break;
+		}
+	}
+	if (rc == 0)
+		rc = mfd_session_connect(s, uri, &err);
+	if (rc == 0)
+		rc = mfd_session_run(s, &err);
+	if (s)
+		mfd_session_get_stats(s, &st);
+	mfd_session_free(s);
+	if (rc)
+		fprintf(stderr, "multifd bench: source: %s\n", err.code ? err.msg : mfd_strerror(rc));
+	if (read_all(up[0], &r, sizeof(r)))
+		r.rc = -EPIPE;
+	else if (r.rc)
+		fprintf(stderr, "multifd bench: destination: %s\n", r.msg);
+	/* The writers stay stopped after a completed migration, so the source memory is still what
+	 * it was at the switchover. */
+	if (rc == 0 && r.rc == 0)
+		src_digest = cli_digest(mem, o.mem, PAGE, 2);
+	verified = rc == 0 && r.rc == 0 && src_digest == r.digest && r.pattern_ok;
+	if (started) {
+		__atomic_store_n(&dz.quit, 1, __ATOMIC_RELEASE);
+		for (unsigned i = 0; i < started; i++)
+			pthread_join(dz.t[i], NULL);
+	}
+
+	if (o.baseline && read_str(up[0], uri, sizeof(uri)) == 0 && uri[0]) {
+		int fds[MFD_MAX_CHANNELS];
+		unsigned n = 0;
+		for (; n < o.channels; n++)
+			if ((fds[n] = raw_connect(uri)) < 0)
+				break;
+		if (n == o.channels) {
+			double t0 = cli_now_s();
+			int ok = base_run(fds, n, mem, o.mem, true), dst_ok = -1;
+			if (read_all(up[0], &dst_ok, sizeof(dst_ok)) == 0 && ok == 0 && dst_ok == 0)
+				base_mib_s = (double)o.mem / (1 << 20) / (cli_now_s() - t0);
+		}
+		for (unsigned i = 0; i < n; i++)
+			close(fds[i]);
+	}
+out:
+	close(up[0]);
+	close(down[1]);
+	int ws;
+	if (!verified)
+		kill(pid, SIGTERM);
+	waitpid(pid, &ws, 0);
+	out->rc = rc;
+	out->r = r;
+	out->st = st;
+	out->src_digest = src_digest;
+	out->verified = verified;
+	out->base_mib_s = base_mib_s;
+	out->mib_s = st.total_ms ? (double)o.mem / (1 << 20) / (st.total_ms / 1000.0) : 0;
+	out->sweeps = dz.sweeps;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .mem = 1ull << 30, .channels = 4, .batch = 512, .fill = "random",
@@ -750,6 +907,7 @@ int cmd_bench(int argc, char **argv)
 		{ "baseline", no_argument, NULL, 'B' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "dirty", required_argument, NULL, 'd' },
+		{ "repeat", required_argument, NULL, 'n' },
 		{ "dirty-threads", required_argument, NULL, 'T' },
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "max-bandwidth", required_argument, NULL, 'W' },
@@ -832,6 +990,12 @@ int cmd_bench(int argc, char **argv)
 			o.max_bandwidth = (int64_t)v64;
 			break;
 		case 'N': o.no_throttle = true; break;
+		case 'n':
+			if (cli_parse_uint(optarg, 1, MAX_REPEAT, &o.repeat)) {
+				fprintf(stderr, "multifd bench: --repeat must be 1..%d\n", MAX_REPEAT);
+				return 2;
+			}
+			break;
 		case 'F': o.deadline_force = true; break;
 		case 'S': o.save_path = optarg; break;
 		case 'R': o.restore_path = optarg; break;
@@ -873,122 +1037,61 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "multifd bench: --dirty is a --save mode\n");
 		return 2;
 	}
+	/* A ratio on a shared machine is noisy: with a baseline, take five pairs by default. */
+	if (!o.repeat)
+		o.repeat = o.baseline && !o.save_path && !o.restore_path ? 5 : 1;
 	if (o.save_path)
 		return snap_save(&o);
 	if (o.restore_path)
 		return snap_restore(&o);
 
-	int up[2], down[2];
-	if (pipe(up) || pipe(down)) {
-		perror("multifd bench: pipe");
-		return 1;
-	}
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0) {
-		perror("multifd bench: fork");
-		return 1;
-	}
-	if (pid == 0) {
-		close(up[0]);
-		close(down[1]);
-		_exit(destination(&o, up[1], down[0]));
-	}
-	close(up[1]);
-	close(down[0]);
-
 	int status = 1;
-	struct dst_result r = { .rc = -EPIPE };
-	struct mfd_stats st = { 0 };
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	double base_mib_s = 0;
-	uint64_t src_digest = 0;
-	char uri[256];
-
 	uint8_t *mem = cli_alloc_mem(o.mem);
 	if (!mem || cli_fill(mem, o.mem, o.fill, 2, 0x1234)) {
 		fprintf(stderr, "multifd bench: cannot allocate %llu bytes\n", (unsigned long long)o.mem);
-		goto out;
+		cli_free_mem(mem, o.mem);
+		return 1;
 	}
-	if (read_str(up[0], uri, sizeof(uri)) || !uri[0]) {
-		fprintf(stderr, "multifd bench: destination did not start\n");
-		goto out;
-	}
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
-	int rc = s ? 0 : -ENOMEM;
-	if (rc == 0)
-		rc = mfd_session_set(s, MFD_OPT_CHANNELS, o.channels);
-	if (rc == 0)
-		rc = mfd_session_set(s, MFD_OPT_BATCH_PAGES, o.batch);
-	if (rc == 0 && (rc = mfd_ram_block_add(s, "ram0", mem, o.mem, PAGE, 0)) > 0)
-		rc = 0;
-	struct dirtier dz = { .mem = mem, .pages = o.dirty / PAGE, .n = o.dirty_threads };
-	struct dirtier_arg dargs[64];
-	unsigned started = 0;
-	if (rc == 0 && o.dirty) {
-		if (o.downtime_ms)
-			mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o.downtime_ms);
-		if (o.max_bandwidth)
-			mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o.max_bandwidth);
-		if (o.deadline_ms)
-			mfd_session_set(s, MFD_OPT_DEADLINE_MS, o.deadline_ms);
-		if (o.deadline_force)
-			mfd_session_set(s, MFD_OPT_DEADLINE_FORCE, 1);
-		if (o.no_throttle)
-			mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
-		rc = mfd_session_track_uffd(s);
-		struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
-					    .throttle = dirtier_throttle, .opaque = &dz };
-		mfd_session_set_callbacks(s, &cb);
-		for (; rc == 0 && started < dz.n; started++) {
-			dargs[started] = (struct dirtier_arg){ &dz, started };
-			if (pthread_create(&dz.t[started], NULL, dirtier_main, &dargs[started]))
-				break;
+	/* One untimed read pass first: the first pass over freshly written memory is measurably
+	 * slower here, and it would fall on our transfer only (each pair runs ours first). */
+	(void)cli_digest(mem, o.mem, PAGE, 2);
+	struct sample samples[MAX_REPEAT];
+	double ours[MAX_REPEAT], bases[MAX_REPEAT], ratios[MAX_REPEAT];
+	bool all_verified = true;
+	unsigned k;
+	for (k = 0; k < o.repeat; k++) {
+		one_sample(&o, mem, &samples[k]);
+		ours[k] = samples[k].mib_s;
+		bases[k] = samples[k].base_mib_s;
+		ratios[k] = bases[k] > 0 ? ours[k] / bases[k] : 0;
+		all_verified = all_verified && samples[k].verified;
+		if (!samples[k].verified) {
+			k++;
+			break;
 		}
 	}
-	if (rc == 0)
-		rc = mfd_session_connect(s, uri, &err);
-	if (rc == 0)
-		rc = mfd_session_run(s, &err);
-	if (s)
-		mfd_session_get_stats(s, &st);
-	mfd_session_free(s);
-	if (rc)
-		fprintf(stderr, "multifd bench: source: %s\n", err.code ? err.msg : mfd_strerror(rc));
-	if (read_all(up[0], &r, sizeof(r)))
-		r.rc = -EPIPE;
-	else if (r.rc)
-		fprintf(stderr, "multifd bench: destination: %s\n", r.msg);
-	/* The writers stay stopped after a completed migration, so the source memory is still what
-	 * it was at the switchover. */
-	if (rc == 0 && r.rc == 0)
-		src_digest = cli_digest(mem, o.mem, PAGE, 2);
-	bool verified = rc == 0 && r.rc == 0 && src_digest == r.digest && r.pattern_ok;
-	if (started) {
-		__atomic_store_n(&dz.quit, 1, __ATOMIC_RELEASE);
-		for (unsigned i = 0; i < started; i++)
-			pthread_join(dz.t[i], NULL);
-	}
-
-	if (o.baseline && read_str(up[0], uri, sizeof(uri)) == 0 && uri[0]) {
-		int fds[MFD_MAX_CHANNELS];
-		unsigned n = 0;
-		for (; n < o.channels; n++)
-			if ((fds[n] = raw_connect(uri)) < 0)
-				break;
-		if (n == o.channels) {
-			double t0 = cli_now_s();
-			int ok = base_run(fds, n, mem, o.mem, true), dst_ok = -1;
-			if (read_all(up[0], &dst_ok, sizeof(dst_ok)) == 0 && ok == 0 && dst_ok == 0)
-				base_mib_s = (double)o.mem / (1 << 20) / (cli_now_s() - t0);
-		}
-		for (unsigned i = 0; i < n; i++)
-			close(fds[i]);
-	}
-
-	double secs = st.total_ms / 1000.0;
-	double mib_s = secs > 0 ? (double)o.mem / (1 << 20) / secs : 0;
+	unsigned nsamples = k;
+	/* The reported sample: the one whose ratio (or throughput) is the median. */
+	double mr[MAX_REPEAT];
+	memcpy(mr, o.baseline ? ratios : ours, nsamples * sizeof(double));
+	double med = median(mr, nsamples);
+	unsigned pick = 0;
+	for (unsigned i = 0; i < nsamples; i++)
+		if (fabs((o.baseline ? ratios[i] : ours[i]) - med) <
+		    fabs((o.baseline ? ratios[pick] : ours[pick]) - med))
+			pick = i;
+	const struct sample *sp = &samples[pick];
+	const struct mfd_stats st = sp->st;
+	const struct dst_result r = sp->r;
+	struct { uint64_t sweeps; } dz = { sp->sweeps };
+	int rc = sp->rc;
+	bool verified = all_verified;
+	uint64_t src_digest = sp->src_digest;
+	double mib_s = nsamples > 1 ? median(memcpy(mr, ours, nsamples * sizeof(double)), nsamples)
+				    : sp->mib_s;
+	double base_mib_s = nsamples > 1 ? median(memcpy(mr, bases, nsamples * sizeof(double)), nsamples)
+					 : sp->base_mib_s;
+	double ratio = o.baseline ? (nsamples > 1 ? med : ratios[0]) : 0;
 	const char *state = rc ? "failed" : r.rc ? "failed" : mfd_status_name(st.status);
 	if (o.json) {
 		printf("{\"status\":\"%s\",\"mem_bytes\":%llu,\"channels\":%u,\"transport\":\"%s\","
@@ -999,8 +1102,18 @@ int cmd_bench(int argc, char **argv)
 		       (unsigned long long)st.wire_bytes, (unsigned long long)st.packets,
 		       (unsigned long long)st.normal_pages, (unsigned long long)st.zero_pages);
 		if (o.baseline)
-			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s,
-			       base_mib_s > 0 ? mib_s / base_mib_s : 0.0);
+			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s, ratio);
+		if (nsamples > 1) {
+			printf("\"repeat\":%u,\"samples\":[", nsamples);
+			for (unsigned i = 0; i < nsamples; i++) {
+				printf("%s{\"throughput_mib_s\":%.1f", i ? "," : "", ours[i]);
+				if (o.baseline)
+					printf(",\"baseline_mib_s\":%.1f,\"ratio\":%.3f", bases[i],
+					       ratios[i]);
+				printf(",\"verified\":%s}", samples[i].verified ? "true" : "false");
+			}
+			printf("],");
+		}
 		if (o.dirty)
 			printf("\"dirty_bytes\":%llu,\"dirty_threads\":%u,\"writer_sweeps\":%llu,"
 			       "\"downtime_ms\":%llu,\"expected_downtime_ms\":%llu,\"rounds\":%llu,"
@@ -1020,8 +1133,14 @@ int cmd_bench(int argc, char **argv)
 		       (unsigned long long)st.setup_ms);
 		printf("throughput   %.1f MiB/s\n", mib_s);
 		if (o.baseline)
-			printf("baseline     %.1f MiB/s plain copy (ratio %.3f)\n", base_mib_s,
-			       base_mib_s > 0 ? mib_s / base_mib_s : 0.0);
+			printf("baseline     %.1f MiB/s plain copy (ratio %.3f)\n", base_mib_s, ratio);
+		if (nsamples > 1) {
+			printf("samples      %u (medians above):", nsamples);
+			for (unsigned i = 0; i < nsamples; i++)
+				printf(" %.0f%s", o.baseline ? ratios[i] * 1000 : ours[i],
+				       o.baseline ? "" : " MiB/s");
+			printf("%s\n", o.baseline ? " (ratio x 1000)" : "");
+		}
 		printf("wire         %llu bytes in %llu packets\n", (unsigned long long)st.wire_bytes,
 		       (unsigned long long)st.packets);
 		printf("pages        %llu normal, %llu zero\n", (unsigned long long)st.normal_pages,
@@ -1035,13 +1154,6 @@ int cmd_bench(int argc, char **argv)
 		printf("verified     %s\n", verified ? "yes (digests match)" : "NO");
 	}
 	status = verified ? 0 : 1;
-out:
 	cli_free_mem(mem, o.mem);
-	close(up[0]);
-	close(down[1]);
-	int ws;
-	if (status != 0)
-		kill(pid, SIGTERM);
-	waitpid(pid, &ws, 0);
 	return status;
 }
