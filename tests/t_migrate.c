@@ -2,6 +2,8 @@
  * over tcp (v4, v6), unix sockets and inherited fds, with several blocks, channel counts and
  * options; destination memory must equal the source byte for byte and the stats must add up.
  * Also: block tables that differ, cancel from another thread. */
+#include <sys/un.h>
+#include <time.h>
 #include "tutil.h"
 
 struct blockdef {
@@ -27,6 +29,8 @@ static void *run_thread(void *arg)
 struct opts {
 	const char *listen;	/* NULL: use socketpairs through fd: URIs */
 	int timeout_ms;		/* both sides; 0 = default */
+	int dst_timeout_ms;	/* destination only */
+	bool src_timeout_none;	/* source: MFD_OPT_TIMEOUT_MS 0 */
 	int64_t max_bw;
 	unsigned channels;
 	unsigned batch;
@@ -56,6 +60,10 @@ static int transfer(const struct blockdef *bd, int nb, const struct opts *o, str
 	}
 	if (o->max_bw)
 		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_MAX_BANDWIDTH, o->max_bw), 0);
+	if (o->dst_timeout_ms)
+		CHECK_CODE(mfd_session_set(dst.s, MFD_OPT_TIMEOUT_MS, o->dst_timeout_ms), 0);
+	if (o->src_timeout_none)
+		CHECK_CODE(mfd_session_set(src.s, MFD_OPT_TIMEOUT_MS, 0), 0);
 	for (int i = 0; i < nb; i++) {
 		src.mem[i] = t_map(bd[i].len);
 		dst.mem[i] = t_map(bd[i].len);
@@ -219,6 +227,64 @@ static void test_destination_limits(void)
 	munmap(b, len);
 }
 
+/* run() after a connect that failed must refuse, not touch channels that do not exist. */
+static void test_run_after_failed_connect(void)
+{
+	size_t len = 1 << 20;
+	uint8_t *a = t_map(len);
+	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
+	mfd_ram_block_add(s, "ram0", a, len, 4096, 0);
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	CHECK(mfd_session_connect(s, "unix:/nonexistent/mfd.sock", &err) < 0);
+	mfd_error_clear(&err);
+	CHECK_CODE(mfd_session_run(s, &err), MFD_ESTATE);
+	mfd_session_free(s);
+	munmap(a, len);
+}
+
+/* A client that connects and says nothing must not keep a cancel from ending the session, even
+ * with no timeout at all. */
+struct silent_ctx {
+	struct mfd_session *s;
+};
+
+static void *cancel_after_200ms(void *arg)
+{
+	usleep(200000);
+	mfd_session_cancel(((struct silent_ctx *)arg)->s);
+	return NULL;
+}
+
+static void test_cancel_silent_client(void)
+{
+	size_t len = 1 << 20;
+	uint8_t *b = t_map(len);
+	struct side dst = { .s = mfd_session_new(MFD_INCOMING) };
+	mfd_error_clear(&dst.err);
+	mfd_ram_block_add(dst.s, "ram0", b, len, 4096, 0);
+	mfd_session_set(dst.s, MFD_OPT_TIMEOUT_MS, 0);
+	char uri[256];
+	mfd_session_listen(dst.s, "unix:/tmp/mfd-t-migrate-silent.sock", &dst.err);
+	mfd_session_local_uri(dst.s, uri, sizeof(uri));
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", uri + 5);
+	CHECK(connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);	/* and then silence */
+	struct silent_ctx c = { dst.s };
+	pthread_t t;
+	pthread_create(&t, NULL, cancel_after_200ms, &c);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_CODE(mfd_session_run(dst.s, &dst.err), MFD_ECANCELED);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_join(t, NULL);
+	CHECK((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+	close(fd);
+	mfd_session_free(dst.s);
+	munmap(b, len);
+}
+
 struct canceler {
 	struct mfd_session *s;
 	int delay_ms;
@@ -300,8 +366,14 @@ int main(void)
 	run_case("pings keep a slow migration alive", mid, 1,
 		 &(struct opts){ .listen = "tcp:127.0.0.1:0", .channels = 2, .timeout_ms = 300,
 				 .max_bw = 16 << 20 });
+	/* The source pings the destination often enough whatever its own timeout (here none). */
+	run_case("source without timeout, destination with 1 s", mid, 1,
+		 &(struct opts){ .listen = "tcp:127.0.0.1:0", .channels = 2, .dst_timeout_ms = 1000,
+				 .src_timeout_none = true, .max_bw = 16 << 20 });
 	/* The destination bounds what it accepts by its own configuration. */
 	test_destination_limits();
+	test_run_after_failed_connect();
+	test_cancel_silent_client();
 	test_block_table_mismatch();
 	test_cancel(0);
 	test_cancel(5);

@@ -44,7 +44,21 @@ static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error
 	int rc;
 	if (s->timeout_ms)
 		set_rcv_timeout(fd, s->timeout_ms);
-	rc = mfd__io_read_fd(fd, b, sizeof(b));
+	/* Published while we read its hello, so a failure or cancel can shut it down (a client
+	 * that connects and says nothing must not hold the session). */
+	pthread_mutex_lock(&s->lock);
+	s->admit_fd = fd;
+	bool canceled = s->canceled;
+	pthread_mutex_unlock(&s->lock);
+	rc = canceled ? MFD_ECANCELED : mfd__wait_readable(fd, s->timeout_ms, s->cancel_fd);
+	if (rc == 0)
+		rc = mfd__io_read_fd(fd, b, sizeof(b));
+	pthread_mutex_lock(&s->lock);
+	s->admit_fd = -1;
+	canceled = s->canceled;
+	pthread_mutex_unlock(&s->lock);
+	if (rc && canceled)
+		rc = MFD_ECANCELED;
 	if (rc) {
 		if (rc == -EAGAIN)
 			rc = -ETIMEDOUT;
@@ -401,6 +415,12 @@ static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *met
 		char msg[MFD_ERROR_MSG_MAX];
 		if ((rc = mfd__errrec_decode(meta, h->meta_len, &code, msg, sizeof(msg), 0, err)))
 			return rc;
+		/* The source's reason is the root cause: it replaces the end-of-stream a data
+		 * channel may already have reported as the source went down. */
+		struct mfd_error pe;
+		mfd_error_clear(&pe);
+		mfd__err_set_peer(&pe, code, "source failed", msg);
+		mfd__session_peer_error(s, &pe);
 		return mfd__err_set_peer(err, code, "source failed", msg);
 	}
 	if (want && h->type != want)
@@ -468,6 +488,10 @@ int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
 		}
 		if ((rc = mfd__end_decode(meta, h.meta_len, &end, &e)))
 			goto out;
+		/* A source that sent END has written every data channel's end of stream too: from
+		 * now on a silent data channel is a dead one. */
+		for (unsigned i = 1; s->timeout_ms && i < s->nchan; i++)
+			set_rcv_timeout(s->chan[i]->fd, s->timeout_ms);
 		if (end.flags != (s->features & MFD_FEAT_VERIFY)) {
 			rc = mfd__err_set(&e, MFD_EFEATURE, 0, "END flags 0x%x, negotiated 0x%llx",
 					  end.flags, (unsigned long long)s->features);
@@ -519,6 +543,8 @@ int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
 	mfd__status_encode(meta, &commit);
 	if ((rc = mfd__session_send_main(s, MFD_PKT_COMMIT, meta, MFD_STATUS_REC_LEN)))
 		mfd__err_set(&e, rc, 0, "sending COMMIT");
+	else
+		mfd__session_commit(s);	/* the source completes on this: so do we, whatever comes */
 out:
 	free(meta);
 	if (e.code)

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include "migrate/session.h"
 
 static void set_io_timeout(int fd, int timeout_ms, bool recv, bool send)
@@ -57,12 +58,14 @@ int mfd__outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_err
 	for (unsigned i = 0; i < n; i++) {
 		int fd = u.kind == MFD_URI_FD ? u.fds[i]
 					      : mfd__sock_connect(&u, s->timeout_ms, s->cancel_fd, err);
-		if (fd < 0)
-			return fd;
-		if (s->timeout_ms)
+		if (fd >= 0 && s->timeout_ms)
 			set_io_timeout(fd, s->timeout_ms, true, true);
-		if ((rc = mfd__session_add_chan(s, i, fd)))
-			return mfd__err_set(err, rc, (int)i, "channel");
+		if (fd < 0 || (rc = mfd__session_add_chan(s, i, fd))) {
+			/* The session owns every fd given to it: close the ones not yet wrapped. */
+			for (unsigned k = i + 1; u.kind == MFD_URI_FD && k < n; k++)
+				close(u.fds[k]);
+			return fd < 0 ? fd : mfd__err_set(err, rc, (int)i, "channel");
+		}
 	}
 	/* Say hello on every channel, then collect every answer: the destination accepts channels in
 	 * whatever order they arrive, so no channel waits for another's round trip. */
@@ -205,14 +208,6 @@ struct main_reader {
 	bool got_commit;		/* written by the reader, read after join */
 };
 
-/* Is this the kind of error a vanished or failing peer causes locally?  Then the peer's own
- * ERROR record, if one arrives, names the real cause and replaces it. */
-static bool transport_error(int code)
-{
-	return code == -EPIPE || code == -ECONNRESET || code == MFD_ECLOSED || code == MFD_ETRUNC ||
-	       code == -EIO || code == -ESHUTDOWN || code == -ENOTCONN;
-}
-
 static void *main_reader_fn(void *arg)
 {
 	struct main_reader *r = arg;
@@ -225,16 +220,20 @@ static void *main_reader_fn(void *arg)
 		return NULL;
 	}
 	/* While the main channel is quiet (rounds, switchover, digests), ping it so the destination
-	 * can tell a slow migration from a vanished source. */
-	int ping_ms = s->timeout_ms > 0 ? MFD_MAX(s->timeout_ms / 3, 1) : -1;
+	 * can tell a slow migration from a vanished source.  The period hardly depends on our own
+	 * timeout: the destination's is what matters, and it may be shorter (or ours 0).  A 32-byte
+	 * packet four times a second costs nothing. */
+	int ping_ms = s->timeout_ms > 0 ? MFD_MIN(MFD_MAX(s->timeout_ms / 3, 1), 250) : 250;
 	for (;;) {
 		struct mfd__pkt_hdr h;
-		if (ping_ms > 0) {
-			int w = mfd__wait_readable(s->chan[0]->fd, ping_ms, -1);
-			if (w == -ETIMEDOUT) {
-				if (mfd__session_send_main(s, MFD_PKT_PING, NULL, 0) == 0)
-					continue;
-			}
+		int w = mfd__wait_readable(s->chan[0]->fd, ping_ms, -1);
+		if (w == -ETIMEDOUT) {
+			int rc = mfd__session_send_main(s, MFD_PKT_PING, NULL, 0);
+			if (rc == 0)
+				continue;
+			/* A half-written PING would tear the stream: this is a failure like any. */
+			mfd__session_fail(s, rc, 0, "sending a keepalive");
+			break;
 		}
 		int rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, &h, meta, &e);
 		if (rc) {
@@ -249,12 +248,7 @@ static void *main_reader_fn(void *arg)
 				mfd_error_clear(&e);
 				mfd__err_set_peer(&e, code, "destination failed", msg);
 				/* The destination's reason is the root cause of whatever this side saw. */
-				pthread_mutex_lock(&s->errbox.lock);
-				if (s->errbox.err.code == 0 || transport_error(s->errbox.err.code)) {
-					s->errbox.err = e;
-					__atomic_store_n(&s->errbox.code, e.code, __ATOMIC_RELEASE);
-				}
-				pthread_mutex_unlock(&s->errbox.lock);
+				mfd__session_peer_error(s, &e);
 			} else {
 				mfd__errbox_setv(&s->errbox, &e);
 			}
@@ -429,8 +423,11 @@ int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err)
 	uint32_t round = 0;
 	struct main_reader reader = { .s = s };
 	struct mfd__end_rec end = { 0 };
-	if (s->nchan == 0)
-		return mfd__err_set(err, MFD_ESTATE, -1, "connect before run");
+	pthread_mutex_lock(&s->lock);
+	bool ready = s->main_ready;
+	pthread_mutex_unlock(&s->lock);
+	if (!ready)
+		return mfd__err_set(err, MFD_ESTATE, -1, "connect (successfully) before run");
 	uint8_t *meta = malloc(MFD_PROTO_MAX_META);
 	if (!meta)
 		return mfd__err_set(err, -ENOMEM, -1, "buffers");
@@ -500,8 +497,15 @@ out:
 		mfd__session_fail(s, rc, -1, "migration");	/* unblocks the reader */
 	if (reader_started)
 		pthread_join(reader.thread, NULL);
-	if (rc == 0)
+	/* Once the destination committed, the guest is its: a cancel or a teardown error that came
+	 * after must not make us report failure (and resume a second copy of the guest here). */
+	if (reader.got_commit && reader.commit.status == 0 &&
+	    (!s->verify || reader.commit.digest == end.digest)) {
+		mfd__session_commit(s);
+		rc = 0;
+	} else if (rc == 0) {
 		rc = mfd__errbox_code(&s->errbox);
+	}
 	if (rc == 0 && !reader.got_commit)
 		rc = mfd__session_fail(s, MFD_ECLOSED, 0, "no commit from the destination");
 	if (rc == 0 && reader.commit.status)

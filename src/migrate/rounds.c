@@ -115,7 +115,7 @@ int mfd__rounds_stop(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped,
 	*t_stop_ns = mfd__now_ns();
 	int rc;
 	if (s->cb.stop && (rc = s->cb.stop(s->cb.opaque)))
-		return mfd__err_set(err, rc, -1, "the embedder's stop callback failed");
+		return mfd__err_set(err, rc < 0 ? rc : -EIO, -1, "the embedder's stop callback failed");
 	*stopped = true;
 	uint64_t dirty;
 	return mfd__rounds_dirty_sync(s, true, &dirty, err);

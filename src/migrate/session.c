@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include "core/json.h"
 #include "migrate/session.h"
@@ -28,6 +29,7 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 	s->timeout_ms = 10000;
 	s->zero_detect = true;
 	s->listen_fd = -1;
+	s->admit_fd = -1;
 	s->kvm_fd = -1;
 	s->device_max = 64ull << 20;
 	s->conv_cfg = (struct mfd__converge_cfg){ .downtime_ms = 300, .auto_throttle = true,
@@ -356,6 +358,10 @@ MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err)
 MFD_API void mfd_session_cancel(struct mfd_session *s)
 {
 	pthread_mutex_lock(&s->lock);
+	if (s->committed) {	/* too late: the guest already belongs to the destination */
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	bool first = !s->canceled;
 	s->canceled = true;
 	if (first && !s->started)	/* run() will not start; say so now */
@@ -391,7 +397,32 @@ void mfd__session_shutdown_all(struct mfd_session *s)
 	pthread_mutex_lock(&s->lock);
 	for (unsigned i = 0; i <= MFD_MAX_CHANNELS; i++)
 		mfd__chan_shutdown(s->chan[i]);
+	if (s->admit_fd >= 0)	/* a hello being read: wake its reader */
+		shutdown(s->admit_fd, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
+}
+
+void mfd__session_commit(struct mfd_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->committed = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool mfd__transport_error(int code)
+{
+	return code == -EPIPE || code == -ECONNRESET || code == MFD_ECLOSED || code == MFD_ETRUNC ||
+	       code == -EIO || code == -ESHUTDOWN || code == -ENOTCONN;
+}
+
+void mfd__session_peer_error(struct mfd_session *s, const struct mfd_error *e)
+{
+	pthread_mutex_lock(&s->errbox.lock);
+	if (s->errbox.err.code == 0 || mfd__transport_error(s->errbox.err.code)) {
+		s->errbox.err = *e;
+		__atomic_store_n(&s->errbox.code, e->code, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&s->errbox.lock);
 }
 
 int mfd__session_send_main(struct mfd_session *s, uint8_t type, const void *meta, uint32_t len)
@@ -411,12 +442,22 @@ static void stop_on_failure(struct mfd_session *s)
 	s->stopping = true;
 	bool tell = first && s->main_ready && s->chan[0];
 	pthread_mutex_unlock(&s->lock);
-	if (tell) {
+	if (tell && pthread_mutex_trylock(&s->main_tx_lock) == 0) {
+		/* Best effort, never blocking: a failure must not wait on a peer that stopped
+		 * reading (cancel would hang), and if another thread is mid-write on the main
+		 * channel the record cannot go in between. */
 		struct mfd_error e;
-		uint8_t meta[8 + MFD_ERROR_MSG_MAX];
+		uint8_t meta[8 + MFD_ERROR_MSG_MAX], hdr[MFD_PKT_HDR_LEN];
 		mfd__errbox_get(&s->errbox, &e);
 		uint32_t len = mfd__errrec_encode(meta, e.code ? e.code : MFD_EREJECTED, e.msg);
-		mfd__session_send_main(s, MFD_PKT_ERROR, meta, len);
+		uint64_t sq = __atomic_fetch_add(&s->main_tx_seq, 1, __ATOMIC_RELAXED);
+		struct mfd__pkt_hdr h = { .type = MFD_PKT_ERROR, .seq = sq, .meta_len = len };
+		mfd__pkt_hdr_encode(hdr, &h, meta);
+		struct iovec iov[2] = { { hdr, sizeof(hdr) }, { meta, len } };
+		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+		ssize_t n = sendmsg(s->chan[0]->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)n;	/* all, part (the peer then sees a torn packet), or nothing */
+		pthread_mutex_unlock(&s->main_tx_lock);
 	}
 	mfd__session_shutdown_all(s);
 	pthread_mutex_lock(&s->lock);
@@ -430,6 +471,11 @@ int mfd__session_fail(struct mfd_session *s, int code, int chan, const char *fmt
 {
 	char msg[MFD_ERROR_MSG_MAX];
 	va_list ap;
+	pthread_mutex_lock(&s->lock);
+	bool committed = s->committed;
+	pthread_mutex_unlock(&s->lock);
+	if (committed)	/* the migration is done: what fails now is only teardown */
+		return code;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -524,7 +570,12 @@ int mfd__session_start_pool(struct mfd_session *s, unsigned workers, mfd__pool_f
 int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err)
 {
 	/* Stop and join the workers before reporting, so nothing runs after run() returns. */
-	if (rc == 0 && mfd__errbox_code(&s->errbox))
+	pthread_mutex_lock(&s->lock);
+	bool committed = s->committed;
+	pthread_mutex_unlock(&s->lock);
+	if (committed)
+		rc = 0;	/* errors after the commit (teardown, a late cancel) change nothing */
+	else if (rc == 0 && mfd__errbox_code(&s->errbox))
 		rc = mfd__errbox_code(&s->errbox);
 	if (rc) {
 		mfd__session_fail(s, rc, -1, "%s", "session");

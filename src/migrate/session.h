@@ -86,6 +86,10 @@ struct mfd_session {
 	bool canceled;				/* protected by lock */
 	bool started;				/* run() entered; protected by lock */
 	bool stopping;				/* failure handling began; protected by lock */
+	bool committed;				/* the destination committed: later failures and
+						 * cancels change nothing; protected by lock */
+	int admit_fd;				/* incoming: the fd whose hello is being read, so a
+						 * failure can shut it down; protected by lock */
 	bool main_ready;			/* main channel handshaken; protected by lock */
 	pthread_mutex_t main_tx_lock;		/* serialises writes on the main channel */
 	int cancel_fd;				/* eventfd, readable once canceled */
@@ -170,6 +174,13 @@ int mfd__session_digest(struct mfd_session *s, const uint32_t *order, uint32_t n
 int mfd__job_digest(struct mfd_session *s, const struct mfd__job *j);
 
 void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k);
+/* Mark the migration committed (see `committed`). */
+void mfd__session_commit(struct mfd_session *s);
+/* Is this the kind of error a vanished or failing peer causes locally?  The peer's own ERROR
+ * record, when one arrives, names the real cause and replaces it. */
+bool mfd__transport_error(int code);
+/* Record a peer's error: it replaces a local transport error (the echo of the peer's failure). */
+void mfd__session_peer_error(struct mfd_session *s, const struct mfd_error *e);
 
 /* Packets on a channel. */
 int mfd__send_packet(struct mfd__chan *c, uint64_t *seq, uint8_t type, uint32_t round,
