@@ -418,6 +418,27 @@ static int read_str(int fd, char *buf, size_t len)
 	return -1;
 }
 
+/* Open the snapshot file, run the session (timed from the open: validation and setup count),
+ * take its stats and free it.  rc: the setup's result so far (nothing runs unless 0). */
+static int run_file_session(struct mfd_session *s, int rc, const char *path, const char *what,
+			    double *wall, struct mfd_stats *st)
+{
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	double t0 = cli_now_s();
+	if (rc == 0)
+		rc = mfd_session_open_file(s, path, &err);
+	if (rc == 0)
+		rc = mfd_session_run(s, &err);
+	*wall = cli_now_s() - t0;
+	if (s)
+		mfd_session_get_stats(s, st);
+	mfd_session_free(s);
+	if (rc)
+		fprintf(stderr, "multifd bench: %s: %s\n", what, err.code ? err.msg : mfd_strerror(rc));
+	return rc;
+}
+
 /* ---- snapshots: --save and --restore ----------------------------------------------------- */
 
 #define BENCH_DEV_LEN 32	/* "MFDBENCH", memory bytes, digest, page size; little-endian */
@@ -627,17 +648,8 @@ static int snap_save(const struct bench_opts *o)
 	if (rc == 0 && unlink(o->save_path) && errno != ENOENT)
 		fprintf(stderr, "multifd bench: removing the old %s: %s\n", o->save_path,
 			strerror(errno));
-	double t0 = cli_now_s();
-	if (rc == 0)
-		rc = mfd_session_open_file(s, o->save_path, &err);
-	if (rc == 0)
-		rc = mfd_session_run(s, &err);
-	double wall = cli_now_s() - t0;
-	if (s)
-		mfd_session_get_stats(s, &st);
-	mfd_session_free(s);
-	if (rc)
-		fprintf(stderr, "multifd bench: save: %s\n", err.code ? err.msg : mfd_strerror(rc));
+	double wall = 0;
+	rc = run_file_session(s, rc, o->save_path, "save", &wall, &st);
 	if (started) {	/* stopped at the switchover: the memory is still what was saved */
 		__atomic_store_n(&dz.quit, 1, __ATOMIC_RELEASE);
 		for (unsigned i = 0; i < started; i++)
@@ -702,17 +714,8 @@ static int snap_restore(const struct bench_opts *o)
 		rc = mfd_session_set(s, MFD_OPT_LAZY, o->lazy);
 	if (rc == 0 && o->max_bandwidth)
 		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o->max_bandwidth);
-	double t0 = cli_now_s();
-	if (rc == 0)
-		rc = mfd_session_open_file(s, o->restore_path, &err);
-	if (rc == 0)
-		rc = mfd_session_run(s, &err);
-	double wall = cli_now_s() - t0;
-	if (s)
-		mfd_session_get_stats(s, &st);
-	mfd_session_free(s);
-	if (rc)
-		fprintf(stderr, "multifd bench: restore: %s\n", err.code ? err.msg : mfd_strerror(rc));
+	double wall = 0;
+	rc = run_file_session(s, rc, o->restore_path, "restore", &wall, &st);
 	/* Verify: the restored memory against the digest the save recorded. */
 	uint64_t digest = 0;
 	bool verified = false;
