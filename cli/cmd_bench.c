@@ -131,6 +131,31 @@ static void dirtier_throttle(void *opaque, unsigned pct)
 	__atomic_store_n(&d->throttle, pct, __ATOMIC_RELAXED);
 }
 
+/* Live modes: the convergence options, userfaultfd tracking, the writers' callbacks, and the
+ * writer threads themselves (*started of them).  Returns 0 or the tracker's error. */
+static int start_live(struct mfd_session *s, const struct bench_opts *o, struct dirtier *dz,
+		      struct dirtier_arg *dargs, unsigned *started)
+{
+	if (o->downtime_ms)
+		mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o->downtime_ms);
+	if (o->deadline_ms)
+		mfd_session_set(s, MFD_OPT_DEADLINE_MS, o->deadline_ms);
+	if (o->deadline_force)
+		mfd_session_set(s, MFD_OPT_DEADLINE_FORCE, 1);
+	if (o->no_throttle)
+		mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
+	int rc = mfd_session_track_uffd(s);
+	struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
+				    .throttle = dirtier_throttle, .opaque = dz };
+	mfd_session_set_callbacks(s, &cb);
+	for (; rc == 0 && *started < dz->n; (*started)++) {
+		dargs[*started] = (struct dirtier_arg){ dz, *started };
+		if (pthread_create(&dz->t[*started], NULL, dirtier_main, &dargs[*started]))
+			break;
+	}
+	return rc;
+}
+
 /* Destination check of the writers' pattern: page p of the dirty area holds p, and for each
  * writer's share the sweep numbers form at most two runs, s+1 then s (or one run). */
 static bool pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n)
@@ -624,23 +649,7 @@ static int snap_save(const struct bench_opts *o)
 	if (rc == 0 && (rc = mfd_device_add(s, "bench", 0, 1, &bench_dev_ops, &dev)) > 0)
 		rc = 0;
 	if (rc == 0 && o->dirty) {
-		if (o->downtime_ms)
-			mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o->downtime_ms);
-		if (o->deadline_ms)
-			mfd_session_set(s, MFD_OPT_DEADLINE_MS, o->deadline_ms);
-		if (o->deadline_force)
-			mfd_session_set(s, MFD_OPT_DEADLINE_FORCE, 1);
-		if (o->no_throttle)
-			mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
-		rc = mfd_session_track_uffd(s);
-		struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
-					    .throttle = dirtier_throttle, .opaque = &dz };
-		mfd_session_set_callbacks(s, &cb);
-		for (; rc == 0 && started < dz.n; started++) {
-			dargs[started] = (struct dirtier_arg){ &dz, started };
-			if (pthread_create(&dz.t[started], NULL, dirtier_main, &dargs[started]))
-				break;
-		}
+		rc = start_live(s, o, &dz, dargs, &started);
 	}
 	/* An old file at PATH would be replaced at the end of the save, and dropping it (its page
 	 * cache above all) takes time that belongs to the old file, not to saving: remove it before
@@ -809,25 +818,9 @@ static void one_sample(const struct bench_opts *op, uint8_t *mem, struct sample 
 	struct dirtier_arg dargs[64];
 	unsigned started = 0;
 	if (rc == 0 && o.dirty) {
-		if (o.downtime_ms)
-			mfd_session_set(s, MFD_OPT_DOWNTIME_MS, o.downtime_ms);
 		if (o.max_bandwidth)
 			mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o.max_bandwidth);
-		if (o.deadline_ms)
-			mfd_session_set(s, MFD_OPT_DEADLINE_MS, o.deadline_ms);
-		if (o.deadline_force)
-			mfd_session_set(s, MFD_OPT_DEADLINE_FORCE, 1);
-		if (o.no_throttle)
-			mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
-		rc = mfd_session_track_uffd(s);
-		struct mfd_callbacks cb = { .stop = dirtier_stop, .resume = dirtier_resume,
-					    .throttle = dirtier_throttle, .opaque = &dz };
-		mfd_session_set_callbacks(s, &cb);
-		for (; rc == 0 && started < dz.n; started++) {
-			dargs[started] = (struct dirtier_arg){ &dz, started };
-			if (pthread_create(&dz.t[started], NULL, dirtier_main, &dargs[started]))
-				break;
-		}
+		rc = start_live(s, &o, &dz, dargs, &started);
 	}
 	if (rc == 0)
 		rc = mfd_session_connect(s, uri, &err);
