@@ -6,7 +6,7 @@
 static const struct cli_cmd commands[] = {
 	{ "bench", cmd_bench, "measure a transfer between two local processes", cmd_bench_usage },
 	{ "vm", cmd_vm, "run a tiny VM (KVM or soft)", cmd_vm_usage },
-	{ "ctl", cmd_ctl, "control a running VM: migrate, query, cancel, stop, cont, quit",
+	{ "ctl", cmd_ctl, "control a running VM: migrate, save, query, cancel, stop, cont, quit",
 	  cmd_ctl_usage },
 	{ "demo", cmd_demo, "live-migrate a running guest between two local processes",
 	  cmd_demo_usage },
