@@ -347,6 +347,17 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
  * the reason in err. */
 MFD_API int mfd_session_open_file(struct mfd_session *s, const char *path, struct mfd_error *err);
 
+/* The same on descriptors the embedder opened (a management layer that keeps the path away
+ * from the VM process, as QEMU's fdsets do).  fd: the file, open read-write for a save (it is
+ * truncated and written in place: no temporary file, no rename, so give it a new file and rename
+ * it yourself once the run succeeded) or readable for a restore; it carries the metadata, and the
+ * page data too when direct_fd is -1.  direct_fd: the same file opened with O_DIRECT, for page
+ * data (this turns MFD_OPT_DIRECT_IO on), or -1.  The session owns both descriptors from the
+ * call on, whatever it returns.  Errors as mfd_session_open_file, plus -EBADF (bad descriptor or
+ * access mode) and -EINVAL (not a regular file, two different files, direct_fd without O_DIRECT,
+ * or MFD_OPT_DIRECT_IO set without a direct_fd). */
+MFD_API int mfd_session_open_fds(struct mfd_session *s, int fd, int direct_fd, struct mfd_error *err);
+
 struct mfd_snapshot_block {
 	char name[MFD_MAX_NAME + 1];
 	uint64_t length;		/* bytes */

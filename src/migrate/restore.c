@@ -87,11 +87,15 @@ int mfd__restore_open(struct mfd_session *s, const char *path, struct mfd_error 
 {
 	struct mfd__snapshot *snap = s->snap;
 	int rc;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);	/* a FIFO must not block */
-	if (fd < 0)
-		return mfd__err_set(err, -errno, -1, "opening '%s'", path);
-	if ((rc = mfd__snapshot_add_chan(s, 0, fd, err)))
-		return rc;
+	int fd;
+	if (!snap->by_fd) {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);	/* a FIFO must not block */
+		if (fd < 0)
+			return mfd__err_set(err, -errno, -1, "opening '%s'", path);
+		if ((rc = mfd__snapshot_add_chan(s, 0, fd, err)))
+			return rc;
+	}
+	fd = s->chan[0]->fd;
 	struct mfd__snap_limits lim = { .device_max = s->device_max };
 	snap->meta_read = true;
 	if ((rc = mfd__snap_read(fd, &snap->meta, &lim, 0, err)) || (rc = match_blocks(s, err)) ||
@@ -111,7 +115,7 @@ int mfd__restore_open(struct mfd_session *s, const char *path, struct mfd_error 
 	if (s->lazy)
 		return 0;	/* the mappings need no channel of their own */
 	for (unsigned w = 0; w < s->channels; w++) {
-		int dfd = mfd__file_reopen(path, fd, O_RDONLY | (s->direct_io ? O_DIRECT : 0), err);
+		int dfd = mfd__snapshot_worker_fd(s, O_RDONLY | (s->direct_io ? O_DIRECT : 0), err);
 		if (dfd < 0)
 			return dfd;
 		if ((rc = mfd__snapshot_add_chan(s, w + 1, dfd, err)))

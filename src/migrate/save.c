@@ -60,17 +60,23 @@ int mfd__save_open(struct mfd_session *s, const char *path, struct mfd_error *er
 	if ((rc = mfd__uuid_generate(s->session_id)))
 		return mfd__err_set(err, rc, -1, "snapshot id");
 
-	/* The temporary file lives beside the target so that the final rename is atomic. */
-	snprintf(snap->tmp, sizeof(snap->tmp), "%s.XXXXXX", path);
-	int fd = mkostemp(snap->tmp, O_CLOEXEC);
-	if (fd < 0)
-		return mfd__err_set(err, -errno, -1, "creating a file beside '%s'", path);
-	snap->tmp_exists = true;
-	if ((rc = mfd__snapshot_add_chan(s, 0, fd, err)))
-		return rc;
+	int fd;
+	if (snap->by_fd) {
+		/* Written in place: what the file held before must not survive past our end. */
+		if (ftruncate(s->chan[0]->fd, 0) < 0)
+			return mfd__err_set(err, -errno, -1, "truncating %s", snap->path);
+	} else {
+		/* The temporary file lives beside the target so that the final rename is atomic. */
+		snprintf(snap->tmp, sizeof(snap->tmp), "%s.XXXXXX", path);
+		fd = mkostemp(snap->tmp, O_CLOEXEC);
+		if (fd < 0)
+			return mfd__err_set(err, -errno, -1, "creating a file beside '%s'", path);
+		snap->tmp_exists = true;
+		if ((rc = mfd__snapshot_add_chan(s, 0, fd, err)))
+			return rc;
+	}
 	for (unsigned w = 0; w < s->channels; w++) {
-		fd = mfd__file_reopen(snap->tmp, s->chan[0]->fd, O_RDWR | (s->direct_io ? O_DIRECT : 0),
-				      err);
+		fd = mfd__snapshot_worker_fd(s, O_RDWR | (s->direct_io ? O_DIRECT : 0), err);
 		if (fd < 0)
 			return fd;
 		if ((rc = mfd__snapshot_add_chan(s, w + 1, fd, err)))
@@ -378,6 +384,10 @@ static int finish_file(struct mfd_session *s, uint32_t rounds, bool live, uint64
 		return mfd__err_set(err, rc, -1, "writing the trailer");
 	if ((rc = sync_fd(fd, false, "fsync", err)))
 		return rc;
+	if (snap->by_fd) {	/* the embedder owns the name and its atomicity */
+		__atomic_store_n(&s->st_file_bytes, h.file_size, __ATOMIC_RELAXED);
+		return 0;
+	}
 	if (mfd__session_canceled(s))
 		return mfd__err_set(err, MFD_ECANCELED, -1, "before the snapshot replaced '%s'",
 				    snap->path);

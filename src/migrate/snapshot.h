@@ -21,7 +21,12 @@
 #endif
 
 struct mfd__snapshot {
-	char path[PATH_MAX];		/* the snapshot's path; read-only after open */
+	char path[PATH_MAX];		/* the snapshot's path, or "fd:N" when the embedder passed
+					 * descriptors; read-only after open */
+	bool by_fd;			/* descriptors passed (mfd_session_open_fds): written in
+					 * place, no temporary file, no rename; read-only */
+	int direct_fd;			/* by_fd: the O_DIRECT descriptor for page data, or -1;
+					 * owned until open moves it into the workers' channels */
 	char tmp[PATH_MAX];		/* save: the temporary file beside it; run thread only */
 	bool tmp_exists;		/* save: tmp must be unlinked unless renamed; run thread */
 	/* Save: the layout of every registered block (same index), set at open, read-only.
@@ -49,6 +54,12 @@ int mfd__snapshot_add_chan(struct mfd_session *s, unsigned id, int fd, struct mf
 /* Pages per job: the batch option, at least 1 MiB (large positional transfers). */
 uint64_t mfd__snapshot_chunk_pages(const struct mfd_session *s);
 
+/* A descriptor for worker w's page channel: the file reopened (its own open file description,
+ * with `flags`), or, when descriptors were passed, a duplicate of the direct descriptor (or of
+ * the metadata one).  Returns the fd or a negative code. */
+int mfd__snapshot_worker_fd(struct mfd_session *s, int flags, struct mfd_error *err);
+
+/* Open the file: by path (fd < 0), or on the descriptor fd (already in chan[0]). */
 int mfd__save_open(struct mfd_session *s, const char *path, struct mfd_error *err);
 int mfd__restore_open(struct mfd_session *s, const char *path, struct mfd_error *err);
 
