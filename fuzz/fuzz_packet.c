@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/util.h"
+#include "payload/ram_batch.h"
 #include "proto/proto.h"
 
 #define FAIL(...)                                                    \

@@ -215,10 +215,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mfd_error_clear(&e);
 	mfd_error_clear(&ek);
 	mfd_error_clear(&ei);
-	int rc = mfd__snap_read(fd, &m, &lim, 0, &e);
+	struct mfd__chan *c = mfd__chan_file_new(dup(fd), -1);
+	if (!c)
+		FAIL("out of memory");
+	int rc = mfd__snap_read(c, &m, &lim, 0, &e);
 	if (getenv("MFD_FUZZ_VERBOSE"))
 		fprintf(stderr, "file of %llu bytes: %d %s\n", (unsigned long long)off, rc, e.msg);
-	int rk = mfd__snap_read(fd, &mk, &lim, MFD_SNAP_READ_KEEP_GOING, &ek);
+	int rk = mfd__snap_read(c, &mk, &lim, MFD_SNAP_READ_KEEP_GOING, &ek);
+	mfd__chan_free(c);
 	if (rc)
 		check_err(&e, rc);
 	if (rk)

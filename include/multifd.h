@@ -125,6 +125,8 @@ enum mfd_option {
 };
 
 #define MFD_MAX_CHANNELS 64
+#define MFD_MIN_PAGE_SIZE 4096u		/* page sizes: powers of two in this range */
+#define MFD_MAX_PAGE_SIZE 65536u
 #define MFD_MAX_BATCH_PAGES 1024
 #define MFD_MAX_BLOCKS 256
 #define MFD_MAX_NAME 255

@@ -4,6 +4,7 @@
 #define MFD_FAKEPEER_H
 
 #include "core/io.h"
+#include "payload/ram_batch.h"
 #include "proto/proto.h"
 #include "tutil.h"
 

@@ -212,6 +212,18 @@ int main(void)
 		h.features = 1ull << 40;
 		send_hello(d.peer[0], &h);
 	});
+	EXPECT("unknown codec", MFD_EFEATURE, {
+		struct mfd__hello h = hello(0);
+		h.codec = 7;	/* the codec table has only none (0) */
+		send_hello(d.peer[0], &h);
+	});
+	EXPECT("codec differs between channels", MFD_EFEATURE, {
+		struct mfd__hello h = hello(0);
+		send_hello(d.peer[0], &h);
+		h = hello(1);
+		h.codec = 7;
+		send_hello(d.peer[1], &h);
+	});
 	EXPECT("truncated hello", MFD_ETRUNC, {
 		uint8_t b[MFD_HELLO_LEN];
 		struct mfd__hello h = hello(0);

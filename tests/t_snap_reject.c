@@ -499,11 +499,11 @@ int main(void)
 	t_fill(mem1, LEN1, 32);
 	memset(cpu.state, 0xC5, cpu.len);
 	make(good, true);
-	int fd = open(good, O_RDONLY);
 	struct mfd_error e;
 	mfd_error_clear(&e);
-	CHECK_CODE(mfd__snap_read(fd, &lay, NULL, 0, &e), 0);
-	close(fd);
+	struct mfd__chan *c = mfd__chan_file_new(open(good, O_RDONLY), -1);
+	CHECK_CODE(mfd__snap_read(c, &lay, NULL, 0, &e), 0);
+	mfd__chan_free(c);
 	if (lay.hdr.ndevices != 2 || lay.hdr.nblocks != 2) {
 		fprintf(stderr, "bad good file: %s\n", e.msg);
 		return 1;

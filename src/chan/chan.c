@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include "chan/chan.h"
 #include "core/err.h"
@@ -72,6 +73,27 @@ int mfd__chan_write(struct mfd__chan *c, const void *buf, size_t len)
 	return mfd__chan_writev(c, &v, 1);
 }
 
+ssize_t mfd__chan_try_writev(struct mfd__chan *c, const struct iovec *iov, int iovcnt)
+{
+	if (!c->ops->try_writev)
+		return -EOPNOTSUPP;
+	ssize_t n = c->ops->try_writev(c, iov, iovcnt);
+	if (n < 0)
+		return -errno;
+	__atomic_fetch_add(&c->bytes_out, (uint64_t)n, __ATOMIC_RELAXED);
+	return n;
+}
+
+int mfd__chan_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd)
+{
+	return c->ops->wait_readable(c, timeout_ms, cancel_fd);
+}
+
+int mfd__chan_set_timeout(struct mfd__chan *c, int recv_ms, int send_ms)
+{
+	return c->ops->set_timeout ? c->ops->set_timeout(c, recv_ms, send_ms) : 0;
+}
+
 void mfd__chan_shutdown(struct mfd__chan *c)
 {
 	if (c)
@@ -106,6 +128,33 @@ static ssize_t sock_writev(struct mfd__chan *c, const struct iovec *iov, int iov
 	return timed_out_as_etimedout(mfd__io_fd_write((void *)(intptr_t)c->fd, iov, iovcnt, -1));
 }
 
+static ssize_t sock_try_writev(struct mfd__chan *c, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 && errno == ENOTSOCK)	/* a pipe: nothing non-blocking to try without
+					 * changing its flags, which the peer may share */
+		errno = EAGAIN;
+	return n;
+}
+
+static int sock_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd)
+{
+	return mfd__wait_readable(c->fd, timeout_ms, cancel_fd);
+}
+
+static int sock_set_timeout(struct mfd__chan *c, int recv_ms, int send_ms)
+{
+	struct timeval r = { .tv_sec = recv_ms / 1000, .tv_usec = (recv_ms % 1000) * 1000 };
+	struct timeval s = { .tv_sec = send_ms / 1000, .tv_usec = (send_ms % 1000) * 1000 };
+	/* A pipe or other non-socket has no timeouts: accepted as it is. */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof(r)) < 0 && errno != ENOTSOCK)
+		return -errno;
+	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &s, sizeof(s)) < 0 && errno != ENOTSOCK)
+		return -errno;
+	return 0;
+}
+
 static void sock_shutdown(struct mfd__chan *c)
 {
 	/* Wakes any thread blocked in read or write on this socket; harmless on non-sockets. */
@@ -123,6 +172,9 @@ static const struct mfd__chan_ops sock_ops = {
 	.name = "socket",
 	.readv = sock_readv,
 	.writev = sock_writev,
+	.try_writev = sock_try_writev,
+	.wait_readable = sock_wait_readable,
+	.set_timeout = sock_set_timeout,
 	.shutdown = sock_shutdown,
 	.close = sock_close,
 };

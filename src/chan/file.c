@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "chan/chan.h"
@@ -31,6 +35,12 @@ static ssize_t file_writev(struct mfd__chan *c, const struct iovec *iov, int iov
 	return mfd__io_fd_write((void *)(intptr_t)c->fd, iov, iovcnt, off);
 }
 
+static int file_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd)
+{
+	(void)c, (void)timeout_ms, (void)cancel_fd;
+	return 0;	/* a read of a file never waits for a peer */
+}
+
 static void file_shutdown(struct mfd__chan *c)
 {
 	(void)c;	/* nothing blocks for long on a local file; callers poll for cancel */
@@ -47,6 +57,7 @@ static const struct mfd__chan_ops file_ops = {
 	.name = "file",
 	.readv = file_readv,
 	.writev = file_writev,
+	.wait_readable = file_wait_readable,
 	.shutdown = file_shutdown,
 	.close = file_close,
 };
@@ -62,6 +73,145 @@ struct mfd__chan *mfd__chan_file_new(int fd, int id)
 	c->fd = fd;
 	c->id = id;
 	return c;
+}
+
+static int wrap(int fd, int id, struct mfd__chan **out, struct mfd_error *err)
+{
+	*out = mfd__chan_file_new(fd, id);
+	return *out ? 0 : mfd__err_set(err, -ENOMEM, id, "file channel");
+}
+
+int mfd__chan_file_open(const char *path, int flags, int id, struct mfd__chan **out,
+			struct mfd_error *err)
+{
+	int fd = open(path, flags | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		if (e == EINVAL && (flags & O_DIRECT))
+			return mfd__err_set(err, -EINVAL, id, "'%s': the file system refuses O_DIRECT",
+					    path);
+		return mfd__err_set(err, -e, id, "opening '%s'", path);
+	}
+	return wrap(fd, id, out, err);
+}
+
+int mfd__chan_file_create_temp(char *tmpl, int id, struct mfd__chan **out, struct mfd_error *err)
+{
+	int fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return mfd__err_set(err, -errno, id, "creating '%s'", tmpl);
+	return wrap(fd, id, out, err);
+}
+
+int mfd__chan_file_adopt(int fd, unsigned need, const char *which, int id, struct mfd__chan **out,
+			 struct mfd_error *err)
+{
+	struct stat st;
+	int fl, rc;
+	if (fd < 0)
+		return mfd__err_set(err, -EBADF, id, "%s descriptor %d", which, fd);
+	if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0) {
+		rc = mfd__err_set(err, -errno, id, "%s descriptor %d", which, fd);
+		goto close_fd;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = mfd__err_set(err, -EINVAL, id, "%s descriptor %d is not a regular file", which, fd);
+		goto close_fd;
+	}
+	int acc = fl & O_ACCMODE;
+	if ((need & MFD_FILE_NEED_READ) && acc == O_WRONLY) {
+		rc = mfd__err_set(err, -EBADF, id, "%s descriptor %d is write-only", which, fd);
+		goto close_fd;
+	}
+	if ((need & MFD_FILE_NEED_WRITE) && acc != O_RDWR) {
+		rc = mfd__err_set(err, -EBADF, id, "%s descriptor %d is not open read-write", which, fd);
+		goto close_fd;
+	}
+	if ((need & MFD_FILE_NEED_DIRECT) && !(fl & O_DIRECT)) {
+		rc = mfd__err_set(err, -EINVAL, id, "%s descriptor %d is not open with O_DIRECT", which,
+				  fd);
+		goto close_fd;
+	}
+	return wrap(fd, id, out, err);
+close_fd:
+	close(fd);
+	return rc;
+}
+
+bool mfd__chan_file_same(struct mfd__chan *a, struct mfd__chan *b)
+{
+	struct stat x, y;
+	return fstat(a->fd, &x) == 0 && fstat(b->fd, &y) == 0 && x.st_dev == y.st_dev &&
+	       x.st_ino == y.st_ino;
+}
+
+int mfd__chan_file_reopen(struct mfd__chan *c, const char *path, int flags, int id,
+			  struct mfd__chan **out, struct mfd_error *err)
+{
+	if (!path) {
+		int nfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+		if (nfd < 0)
+			return mfd__err_set(err, -errno, id, "duplicating a file descriptor");
+		return wrap(nfd, id, out, err);
+	}
+	int rc = mfd__chan_file_open(path, flags, id, out, err);
+	if (rc)
+		return rc;
+	if (!mfd__chan_file_same(c, *out)) {
+		mfd__chan_free(*out);
+		*out = NULL;
+		return mfd__err_set(err, -ESTALE, id, "'%s' was replaced while being opened", path);
+	}
+	return 0;
+}
+
+int mfd__chan_file_sync(struct mfd__chan *c, bool data_only)
+{
+	return (data_only ? fdatasync(c->fd) : fsync(c->fd)) ? -errno : 0;
+}
+
+int mfd__chan_file_size(struct mfd__chan *c, uint64_t *size)
+{
+	struct stat st;
+	if (fstat(c->fd, &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int mfd__chan_file_truncate(struct mfd__chan *c, uint64_t len)
+{
+	return ftruncate(c->fd, (off_t)len) ? -errno : 0;
+}
+
+int mfd__chan_file_map(struct mfd__chan *c, void *addr, size_t len, uint64_t off)
+{
+	void *p = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, c->fd, (off_t)off);
+	return p == MAP_FAILED ? -errno : 0;
+}
+
+int mfd__file_sync_dir(const char *path, struct mfd_error *err)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return mfd__err_set(err, -errno, -1, "opening directory '%s'", dir);
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	/* Some file systems refuse fsync on a directory; the rename is then as durable as they
+	 * make it. */
+	if (rc && rc != -EINVAL && rc != -EROFS)
+		return mfd__err_set(err, rc, -1, "syncing directory '%s'", dir);
+	return 0;
 }
 
 /* Zeros for file systems that cannot punch holes; aligned so O_DIRECT accepts them. */
@@ -83,27 +233,4 @@ int mfd__chan_file_zero(struct mfd__chan *c, int64_t off, int64_t len)
 		len -= (int64_t)n;
 	}
 	return 0;
-}
-
-int mfd__file_reopen(const char *path, int fd, int flags, struct mfd_error *err)
-{
-	int nfd = open(path, flags | O_CLOEXEC);
-	if (nfd < 0) {
-		int e = errno;
-		if (e == EINVAL && (flags & O_DIRECT))
-			return mfd__err_set(err, -EINVAL, -1, "'%s': the file system refuses O_DIRECT",
-					    path);
-		return mfd__err_set(err, -e, -1, "opening '%s'", path);
-	}
-	struct stat a, b;
-	if (fstat(fd, &a) || fstat(nfd, &b)) {
-		int e = errno;
-		close(nfd);
-		return mfd__err_set(err, -e, -1, "stat '%s'", path);
-	}
-	if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		close(nfd);
-		return mfd__err_set(err, -ESTALE, -1, "'%s' was replaced while being opened", path);
-	}
-	return nfd;
 }

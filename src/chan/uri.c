@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "chan/chan.h"
 #include "core/err.h"
 
@@ -91,4 +92,11 @@ int mfd__uri_parse(const char *s, struct mfd__uri *u, struct mfd_error *err)
 		return 0;
 	}
 	return mfd__err_set(err, MFD_EURI, -1, "'%s': unknown scheme (tcp:, unix:, fd:, file:)", s);
+}
+
+void mfd__uri_close_fds(const struct mfd__uri *u, int from)
+{
+	for (int i = from; u->kind == MFD_URI_FD && i < u->nfds; i++)
+		if (u->fds[i] >= 0)
+			close(u->fds[i]);
 }

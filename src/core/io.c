@@ -1,5 +1,9 @@
 /* core/io — see io.h for the contract. */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
 #include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -70,6 +74,30 @@ ssize_t mfd__io_fd_read(void *ctx, const struct iovec *iov, int iovcnt, int64_t 
 	return readv(fd, iov, iovcnt);
 }
 
+/* writev on a pipe whose reader is gone raises SIGPIPE, which would kill an embedder that did
+ * not ignore it.  A library must not touch the process's signal dispositions, so the signal is
+ * blocked in this thread for the call, and a SIGPIPE that the call made pending is consumed
+ * before the mask is restored (unless one was pending already, which is not ours to take). */
+static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt)
+{
+	sigset_t pipe_set, old, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	ssize_t n = writev(fd, iov, iovcnt);
+	int e = errno;
+	if (n < 0 && e == EPIPE && !was_pending) {
+		struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	return n;
+}
+
 ssize_t mfd__io_fd_write(void *ctx, const struct iovec *iov, int iovcnt, int64_t off)
 {
 	int fd = (int)(intptr_t)ctx;
@@ -78,7 +106,7 @@ ssize_t mfd__io_fd_write(void *ctx, const struct iovec *iov, int iovcnt, int64_t
 	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
 	ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
 	if (n < 0 && errno == ENOTSOCK)
-		n = writev(fd, iov, iovcnt);
+		n = writev_nosigpipe(fd, iov, iovcnt);
 	return n;
 }
 

@@ -18,11 +18,13 @@ MFD_API int mfd_snapshot_inspect(const char *path, struct mfd_snapshot_info *inf
 	memset(info, 0, sizeof(*info));
 	if (!path)
 		return mfd__err_set(err, -EINVAL, -1, "no path");
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);	/* a FIFO must not block */
-	if (fd < 0)
-		return mfd__err_set(err, -errno, -1, "opening '%s'", path);
-	int rc = mfd__snap_read(fd, &m, NULL, MFD_SNAP_READ_KEEP_GOING, err);
-	close(fd);
+	struct mfd__chan *c;
+	/* O_NONBLOCK: a FIFO must not block the open. */
+	int rc = mfd__chan_file_open(path, O_RDONLY | O_NONBLOCK, -1, &c, err);
+	if (rc)
+		return rc;
+	rc = mfd__snap_read(c, &m, NULL, MFD_SNAP_READ_KEEP_GOING, err);
+	mfd__chan_free(c);
 
 	const struct mfd__snap_hdr *h = &m.hdr;
 	info->header_ok = m.header_ok;

@@ -334,11 +334,11 @@ void mfd__snap_bitmap_from_file(const uint8_t *bytes, uint64_t npages, uint64_t 
 
 /* ---- the reader ------------------------------------------------------------------------------ */
 
-static int read_at(int fd, void *buf, size_t len, uint64_t off, const char *what,
+static int read_at(struct mfd__chan *c, void *buf, size_t len, uint64_t off, const char *what,
 		   struct mfd_error *err)
 {
 	struct iovec v = { buf, len };
-	int rc = mfd__io_preadv_fd(fd, &v, 1, (int64_t)off);
+	int rc = mfd__chan_preadv(c, &v, 1, (int64_t)off);
 	if (rc == MFD_ECLOSED || rc == MFD_ETRUNC)
 		return mfd__err_set(err, MFD_ETRUNC, -1, "file ends inside %s", what);
 	if (rc)
@@ -349,7 +349,7 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off, const char *what
 /* Stream [off, off + len) through the CRCs (either may be NULL) and, if bits is set, count the
  * set bits and convert into words (a bitmap that starts at byte 0 of words). */
 struct stream {
-	int fd;
+	struct mfd__chan *c;
 	uint8_t *buf;		/* STREAM_CHUNK bytes */
 };
 
@@ -360,7 +360,7 @@ static int stream_range(struct stream *st, uint64_t off, uint64_t len, uint32_t 
 	uint64_t done = 0;
 	while (done < len) {
 		size_t n = (size_t)MFD_MIN((uint64_t)STREAM_CHUNK, len - done);
-		int rc = read_at(st->fd, st->buf, n, off + done, what, err);
+		int rc = read_at(st->c, st->buf, n, off + done, what, err);
 		if (rc)
 			return rc;
 		if (crc1)
@@ -409,7 +409,7 @@ static int check_bitmap(struct stream *st, const struct mfd__snap_block *k, uint
 	return 0;
 }
 
-static int read_blocks(int fd, struct mfd__snap_meta *m, uint32_t *table_crc,
+static int read_blocks(struct mfd__chan *c, struct mfd__snap_meta *m, uint32_t *table_crc,
 		       struct mfd_error *err)
 {
 	const struct mfd__snap_hdr *h = &m->hdr;
@@ -418,7 +418,7 @@ static int read_blocks(int fd, struct mfd__snap_meta *m, uint32_t *table_crc,
 	int rc;
 	if (!t)
 		return mfd__err_set(err, -ENOMEM, -1, "block table");
-	if ((rc = read_at(fd, t, tlen, MFD_SNAP_HDR_LEN, "the block table", err)))
+	if ((rc = read_at(c, t, tlen, MFD_SNAP_HDR_LEN, "the block table", err)))
 		goto out;
 	*table_crc = mfd__crc32c(*table_crc, t, tlen);
 	uint64_t bitmap_end = MFD_SNAP_HDR_LEN + tlen, pages_end = h->meta_len, mem = 0;
@@ -487,7 +487,7 @@ static int read_devices(struct stream *st, struct mfd__snap_meta *m,
 					  "in the device area", i + 1, h->ndevices);
 			goto out;
 		}
-		if ((rc = read_at(st->fd, b, sizeof(b), off, "a device section", err)))
+		if ((rc = read_at(st->c, b, sizeof(b), off, "a device section", err)))
 			goto out;
 		area_crc = mfd__crc32c(area_crc, b, sizeof(b));
 		if ((rc = mfd__snap_dev_decode(b, off, d, err)))
@@ -543,24 +543,20 @@ out:
 	return first ? first : rc;
 }
 
-int mfd__snap_read(int fd, struct mfd__snap_meta *m, const struct mfd__snap_limits *lim,
+int mfd__snap_read(struct mfd__chan *c, struct mfd__snap_meta *m, const struct mfd__snap_limits *lim,
 		   unsigned flags, struct mfd_error *err)
 {
 	uint8_t hb[MFD_SNAP_HDR_LEN], tb[MFD_SNAP_TRAILER_LEN];
-	struct stream st = { .fd = fd };
-	struct stat sb;
+	struct stream st = { .c = c };
 	int rc, first = 0;
 	memset(m, 0, sizeof(*m));
-	if (fstat(fd, &sb))
-		return mfd__err_set(err, -errno, -1, "stat");
-	if (!S_ISREG(sb.st_mode))
-		return mfd__err_set(err, -EINVAL, -1, "not a regular file");
-	m->real_size = (uint64_t)sb.st_size;
+	if ((rc = mfd__chan_file_size(c, &m->real_size)))
+		return mfd__err_set(err, rc, -1, rc == -EINVAL ? "not a regular file" : "stat");
 	if (m->real_size < MFD_SNAP_HDR_LEN)
 		return mfd__err_set(err, m->real_size ? MFD_ETRUNC : MFD_EINCOMPLETE, -1,
 				    "file of %llu bytes has no header",
 				    (unsigned long long)m->real_size);
-	if ((rc = read_at(fd, hb, sizeof(hb), 0, "the file header", err)))
+	if ((rc = read_at(c, hb, sizeof(hb), 0, "the file header", err)))
 		return rc;
 	/* The header is written at the end of a save: zeros mean the save did not get there. */
 	if (all_zero(hb, sizeof(hb)))
@@ -581,7 +577,7 @@ int mfd__snap_read(int fd, struct mfd__snap_meta *m, const struct mfd__snap_limi
 	if (m->real_size > h->file_size)
 		return mfd__err_set(err, MFD_ELENGTH, -1, "%llu bytes after the trailer",
 				    (unsigned long long)(m->real_size - h->file_size));
-	if ((rc = read_at(fd, tb, sizeof(tb), h->file_size - MFD_SNAP_TRAILER_LEN, "the trailer",
+	if ((rc = read_at(c, tb, sizeof(tb), h->file_size - MFD_SNAP_TRAILER_LEN, "the trailer",
 			  err)))
 		return rc;
 	if (all_zero(tb, sizeof(tb)))
@@ -608,7 +604,7 @@ int mfd__snap_read(int fd, struct mfd__snap_meta *m, const struct mfd__snap_limi
 		goto out;
 	}
 	uint32_t meta_crc = mfd__crc32c(0, hb, sizeof(hb));
-	if ((rc = read_blocks(fd, m, &meta_crc, err)))
+	if ((rc = read_blocks(c, m, &meta_crc, err)))
 		goto out;
 	m->blocks_ok = true;
 
@@ -666,10 +662,10 @@ void mfd__snap_meta_free(struct mfd__snap_meta *m)
 	m->block_status = m->dev_status = NULL;
 }
 
-int mfd__snap_read_bitmap(int fd, const struct mfd__snap_block *b, uint64_t *words,
+int mfd__snap_read_bitmap(struct mfd__chan *c, const struct mfd__snap_block *b, uint64_t *words,
 			  struct mfd_error *err)
 {
-	struct stream st = { .fd = fd, .buf = malloc(STREAM_CHUNK) };
+	struct stream st = { .c = c, .buf = malloc(STREAM_CHUNK) };
 	if (!st.buf)
 		return mfd__err_set(err, -ENOMEM, -1, "bitmap buffer");
 	int rc = check_bitmap(&st, b, NULL, words, err);
@@ -677,11 +673,12 @@ int mfd__snap_read_bitmap(int fd, const struct mfd__snap_block *b, uint64_t *wor
 	return rc;
 }
 
-int mfd__snap_read_dev(int fd, const struct mfd__snap_dev *d, void *buf, struct mfd_error *err)
+int mfd__snap_read_dev(struct mfd__chan *c, const struct mfd__snap_dev *d, void *buf,
+		       struct mfd_error *err)
 {
 	char what[MFD_MAX_NAME + 32];
 	snprintf(what, sizeof(what), "the state of device %s.%u", d->name, d->instance);
-	int rc = read_at(fd, buf, (size_t)d->data_len, d->offset + MFD_SNAP_DEV_HDR_LEN, what, err);
+	int rc = read_at(c, buf, (size_t)d->data_len, d->offset + MFD_SNAP_DEV_HDR_LEN, what, err);
 	if (rc)
 		return rc;
 	if (mfd__crc32c(0, buf, (size_t)d->data_len) != d->data_crc)

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core/util.h"
+#include "chan/chan.h"
 #include "multifd.h"
 
 #define MFD_SNAP_MAGIC 0x5344464Du		/* "MFDS" */
@@ -159,16 +160,16 @@ struct mfd__snap_limits {
  * or the first error; m is filled as far as the checks got and must be freed with
  * mfd__snap_meta_free in every case.  With MFD_SNAP_READ_KEEP_GOING a bad bitmap or device
  * checksum is recorded and the walk goes on (the first such error is still returned). */
-int mfd__snap_read(int fd, struct mfd__snap_meta *m, const struct mfd__snap_limits *lim,
+int mfd__snap_read(struct mfd__chan *c, struct mfd__snap_meta *m, const struct mfd__snap_limits *lim,
 		   unsigned flags, struct mfd_error *err);
 void mfd__snap_meta_free(struct mfd__snap_meta *m);
 
 /* Read block b's bitmap into words (mfd__bitmap_words(npages) entries), checking its CRC, the
  * bits past the last page and the present count again (the file may have changed since
  * mfd__snap_read).  0 or an error. */
-int mfd__snap_read_bitmap(int fd, const struct mfd__snap_block *b, uint64_t *words,
+int mfd__snap_read_bitmap(struct mfd__chan *c, const struct mfd__snap_block *b, uint64_t *words,
 			  struct mfd_error *err);
 /* Read a device section's state into buf (d->data_len bytes), checking its CRC. */
-int mfd__snap_read_dev(int fd, const struct mfd__snap_dev *d, void *buf, struct mfd_error *err);
+int mfd__snap_read_dev(struct mfd__chan *c, const struct mfd__snap_dev *d, void *buf, struct mfd_error *err);
 
 #endif

@@ -1,166 +1,180 @@
 /* migrate/incoming — the destination side of a migration.
  *
  * Channels connect in any order.  Each is accepted, sends its 64-byte hello and gets a reply;
- * the first hello fixes the session (id, channel count, page size, features), and every later
- * one must match it.  The main channel then carries the block table, which must match the blocks
- * registered here (names, lengths, page sizes).  One worker per data channel reads packets:
- * every field is validated against the table before use, and page data is read straight into
- * destination memory.  A SYNC marker ends a round on its channel; the worker then waits until
- * every channel has reached the same marker, so no page of round r+1 is written before every
- * copy of round r has landed (the ordering guarantee: a stale copy never overwrites a newer one).
+ * the first hello fixes the session (id, channel count, page size, features, codec, batch size),
+ * and every later one must match it.  The main channel then carries the block table, which must
+ * match the blocks registered here (names, lengths, page sizes).  One worker per data channel
+ * runs a receiver (stream.c): every packet is validated before use and handed to the payload its
+ * type names; RAM data is read straight into destination memory, and SYNC markers keep the
+ * ordering guarantee (no page of round r+1 is written before every copy of round r landed).
  * Device states arrive on the main channel and go to their load callbacks (bounded in size).
  * END on the main channel and an end-of-stream packet on every data channel close the stream;
  * the totals and round counts are checked, the digest compared when verify was negotiated, and
  * only then is COMMIT sent.  Any failure sends an ERROR record and leaves the session failed;
- * the memory then holds a partial migration the embedder must discard. */
+ * the memory then holds a partial migration the embedder must discard.
+ *
+ * Private state (s->priv, struct incoming): the run thread's; `map` and `src_len` are read by
+ * the workers through the RAM transfer state, written before they start. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include "core/io.h"
 #include "migrate/session.h"
 
-static void set_rcv_timeout(int fd, int timeout_ms)
+struct incoming {
+	struct mfd__listener *listener;
+	uint32_t *map;		/* source block id -> local block index */
+	uint64_t *src_len;	/* source block id -> length */
+	uint8_t *meta;		/* MFD_PROTO_MAX_META bytes */
+};
+
+static int incoming_listen(struct mfd_session *s, const char *uri, struct mfd_error *err)
 {
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct mfd__uri u;
+	int rc = mfd__uri_parse(uri, &u, err);
+	if (rc)
+		return rc;
+	struct incoming *in = calloc(1, sizeof(*in));
+	if (!in)
+		return mfd__err_set(err, -ENOMEM, -1, "incoming state");
+	if ((rc = mfd__listener_open(&u, &in->listener, err))) {
+		free(in);
+		return rc;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->priv = in;	/* from now on the options are fixed */
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
 
-static void reply(int fd, int status, uint64_t features)
+static int incoming_local_uri(struct mfd_session *s, char *buf, size_t len)
+{
+	struct incoming *in = s->priv;
+	return in ? mfd__listener_local_uri(in->listener, buf, len) : MFD_ESTATE;
+}
+
+static void reply(struct mfd__chan *c, int status, uint64_t features)
 {
 	uint8_t b[MFD_ACCEPT_LEN];
 	struct mfd__accept a = { .version = MFD_PROTO_VERSION, .status = status, .features = features };
 	mfd__accept_encode(b, &a);
-	(void)mfd__io_write_fd(fd, b, sizeof(b));	/* best effort when refusing */
+	(void)mfd__chan_write(c, b, sizeof(b));	/* best effort when refusing */
 }
 
-/* Check one hello against the session fixed by the first; register the channel. */
-static int admit(struct mfd_session *s, int fd, unsigned *have, struct mfd_error *err)
+/* The first hello fixes the session; our configuration bounds what it may make us allocate. */
+static int take_session(struct mfd_session *s, const struct mfd__hello *h, struct mfd_error *err)
+{
+	if (h->page_size != s->ram.page_size)
+		return mfd__err_set(err, MFD_EPAGESIZE, h->channel_id, "source pages are %u bytes, ours %u",
+				    h->page_size, s->ram.page_size);
+	if (h->channel_count > s->opt.channels + 1u)
+		return mfd__err_set(err, MFD_ECHANCOUNT, h->channel_id,
+				    "source uses %u data channels, we accept up to %u",
+				    h->channel_count - 1u, s->opt.channels);
+	if (h->batch_pages > s->opt.batch_pages)
+		return mfd__err_set(err, MFD_EPAGES, h->channel_id,
+				    "source batches %u pages, we accept up to %u", h->batch_pages,
+				    s->opt.batch_pages);
+	memcpy(s->nego.session_id, h->session, MFD_UUID_LEN);
+	s->nego.features = h->features;
+	s->nego.batch_pages = h->batch_pages;
+	s->nego.codec = mfd__codec_find(h->codec);	/* admit() checked it */
+	pthread_mutex_lock(&s->lock);
+	s->nchan = h->channel_count;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Every later hello must belong to the same session. */
+static int same_session(struct mfd_session *s, const struct mfd__hello *h, struct mfd_error *err)
+{
+	if (memcmp(h->session, s->nego.session_id, MFD_UUID_LEN)) {
+		char a[37], e[37];
+		mfd__uuid_format(h->session, a);
+		mfd__uuid_format(s->nego.session_id, e);
+		return mfd__err_set(err, MFD_ESESSION, h->channel_id, "session %s, expected %s", a, e);
+	}
+	if (h->channel_count != s->nchan)
+		return mfd__err_set(err, MFD_ECHANCOUNT, h->channel_id, "%u channels, expected %u",
+				    h->channel_count, s->nchan);
+	if (h->page_size != s->ram.page_size || h->features != s->nego.features ||
+	    h->batch_pages != s->nego.batch_pages || h->codec != s->nego.codec->id)
+		return mfd__err_set(err, MFD_EFEATURE, h->channel_id,
+				    "handshake parameters differ between channels");
+	return 0;
+}
+
+/* Read one channel's hello (bounded by the timeout, shut down by a failure or cancel), check
+ * it, and register the channel or refuse it. */
+static int admit(struct mfd_session *s, struct mfd__chan *c, unsigned *have, struct mfd_error *err)
 {
 	uint8_t b[MFD_HELLO_LEN];
 	struct mfd__hello h;
 	int rc;
-	if (s->timeout_ms)
-		set_rcv_timeout(fd, s->timeout_ms);
+	if (s->opt.timeout_ms)
+		mfd__chan_set_timeout(c, s->opt.timeout_ms, s->opt.timeout_ms);
 	/* Published while we read its hello, so a failure or cancel can shut it down (a client
 	 * that connects and says nothing must not hold the session). */
 	pthread_mutex_lock(&s->lock);
-	s->admit_fd = fd;
+	s->admitting = c;
 	bool canceled = s->canceled;
 	pthread_mutex_unlock(&s->lock);
-	rc = canceled ? MFD_ECANCELED : mfd__wait_readable(fd, s->timeout_ms, s->cancel_fd);
+	rc = canceled ? MFD_ECANCELED : mfd__chan_wait_readable(c, s->opt.timeout_ms, s->cancel_fd);
 	if (rc == 0)
-		rc = mfd__io_read_fd(fd, b, sizeof(b));
+		rc = mfd__chan_read(c, b, sizeof(b));
 	pthread_mutex_lock(&s->lock);
-	s->admit_fd = -1;
+	s->admitting = NULL;
 	canceled = s->canceled;
 	pthread_mutex_unlock(&s->lock);
 	if (rc && canceled)
 		rc = MFD_ECANCELED;
 	if (rc) {
-		if (rc == -EAGAIN)
-			rc = -ETIMEDOUT;
 		mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, -1, "reading a channel handshake");
 		goto refuse;
 	}
 	if ((rc = mfd__hello_decode(b, sizeof(b), &h, err)))
 		goto refuse;
-	if (*have == 0) {
-		memcpy(s->session_id, h.session, MFD_UUID_LEN);
-		if (h.page_size != s->ram.page_size) {
-			rc = mfd__err_set(err, MFD_EPAGESIZE, h.channel_id,
-					  "source pages are %u bytes, ours %u", h.page_size,
-					  s->ram.page_size);
-			goto refuse;
-		}
-		pthread_mutex_lock(&s->lock);
-		s->nchan = h.channel_count;
-		pthread_mutex_unlock(&s->lock);
-		s->features = h.features;
-		/* Our configuration bounds what a source may make us allocate. */
-		if (h.channel_count > s->channels + 1u) {
-			rc = mfd__err_set(err, MFD_ECHANCOUNT, h.channel_id,
-					  "source uses %u data channels, we accept up to %u",
-					  h.channel_count - 1u, s->channels);
-			goto refuse;
-		}
-		if (h.batch_pages > s->batch_pages) {
-			rc = mfd__err_set(err, MFD_EPAGES, h.channel_id,
-					  "source batches %u pages, we accept up to %u", h.batch_pages,
-					  s->batch_pages);
-			goto refuse;
-		}
-		s->batch_pages = h.batch_pages;
-	} else {
-		if (memcmp(h.session, s->session_id, MFD_UUID_LEN)) {
-			char a[37], e[37];
-			mfd__uuid_format(h.session, a);
-			mfd__uuid_format(s->session_id, e);
-			rc = mfd__err_set(err, MFD_ESESSION, h.channel_id, "session %s, expected %s", a, e);
-			goto refuse;
-		}
-		if (h.channel_count != s->nchan) {
-			rc = mfd__err_set(err, MFD_ECHANCOUNT, h.channel_id, "%u channels, expected %u",
-					  h.channel_count, s->nchan);
-			goto refuse;
-		}
-		if (h.page_size != s->ram.page_size || h.features != s->features ||
-		    h.batch_pages != s->batch_pages) {
-			rc = mfd__err_set(err, MFD_EFEATURE, h.channel_id,
-					  "handshake parameters differ between channels");
-			goto refuse;
-		}
+	if (!mfd__codec_find(h.codec)) {
+		rc = mfd__err_set(err, MFD_EFEATURE, h.channel_id, "codec %u", h.codec);
+		goto refuse;
 	}
+	if ((rc = *have == 0 ? take_session(s, &h, err) : same_session(s, &h, err)))
+		goto refuse;
 	if (s->chan[h.channel_id]) {
 		rc = mfd__err_set(err, MFD_EDUPCHAN, h.channel_id, "channel %u connected twice",
 				  h.channel_id);
 		goto refuse;
 	}
-	reply(fd, 0, h.features);
-	if ((rc = mfd__session_add_chan(s, h.channel_id, fd)))
-		return mfd__err_set(err, rc, h.channel_id, "channel");
-	/* The handshake went over the bare fd: count it like the source does. */
-	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_in, MFD_HELLO_LEN, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->chan[h.channel_id]->bytes_out, MFD_ACCEPT_LEN, __ATOMIC_RELAXED);
+	reply(c, 0, h.features);
+	mfd__session_add_chan(s, h.channel_id, c);
 	/* The main channel keeps its timeouts: the source pings it while it is quiet, so silence
 	 * for timeout_ms means the source is gone or stuck, and the session fails (which also frees
 	 * the data channels' receivers).  Data channels may idle between rounds: no timeout. */
 	if (h.channel_id != 0)
-		set_rcv_timeout(fd, 0);
+		mfd__chan_set_timeout(c, 0, 0);
 	(*have)++;
 	return 0;
 refuse:
-	reply(fd, rc, 0);
-	close(fd);
+	reply(c, rc, 0);
+	mfd__chan_free(c);
 	return rc;
 }
 
 static int accept_channels(struct mfd_session *s, struct mfd_error *err)
 {
+	struct incoming *in = s->priv;
 	unsigned have = 0;
-	int next_pending = 0;
 	do {
-		int fd;
-		if (s->pending_fds.nfds) {
-			if (next_pending >= s->pending_fds.nfds)
-				return mfd__err_set(err, MFD_ECHANCOUNT, -1,
-						    "%d fds given, the source uses %u channels",
-						    s->pending_fds.nfds, s->nchan);
-			fd = s->pending_fds.fds[next_pending];
-			s->pending_fds.fds[next_pending++] = -1;	/* owned by the session now */
-		} else if (s->listen_fd >= 0) {
-			/* The first channel may take as long as the source needs to decide to
-			 * migrate (a destination waits, cancelable); once one arrived, the rest of
-			 * the handshake is bounded by the timeout. */
-			fd = mfd__sock_accept(s->listen_fd, have ? s->timeout_ms : 0, s->cancel_fd, err);
-			if (fd < 0)
-				return fd;
-		} else {
-			return mfd__err_set(err, MFD_ESTATE, -1, "listen before run");
-		}
-		int rc = admit(s, fd, &have, err);
+		struct mfd__chan *c;
+		/* The first channel may take as long as the source needs to decide to migrate (a
+		 * destination waits, cancelable); once one arrived, the rest of the handshake is
+		 * bounded by the timeout. */
+		int rc = mfd__listener_accept(in->listener, have ? s->opt.timeout_ms : 0, s->cancel_fd,
+					      &c, err);
+		if (rc == MFD_ECHANCOUNT)
+			return mfd__err_set(err, rc, -1, "the source uses %u channels", s->nchan);
+		if (rc == 0)
+			rc = admit(s, c, &have, err);
 		if (rc)
 			return rc;
 		if (mfd__session_canceled(s))
@@ -175,6 +189,7 @@ static int accept_channels(struct mfd_session *s, struct mfd_error *err)
 /* Match the source's block table against ours: same names, lengths and page sizes. */
 static int match_blocks(struct mfd_session *s, const uint8_t *meta, uint32_t len, struct mfd_error *err)
 {
+	struct incoming *in = s->priv;
 	struct mfd__block_desc *d = calloc(MFD_MAX_BLOCKS, sizeof(*d));
 	uint32_t n = 0;
 	int rc;
@@ -187,9 +202,9 @@ static int match_blocks(struct mfd_session *s, const uint8_t *meta, uint32_t len
 				  s->ram.n);
 		goto out;
 	}
-	s->map = calloc(n, sizeof(*s->map));
-	s->src_len = calloc(n, sizeof(*s->src_len));
-	if (!s->map || !s->src_len) {
+	in->map = calloc(n, sizeof(*in->map));
+	in->src_len = calloc(n, sizeof(*in->src_len));
+	if (!in->map || !in->src_len) {
 		rc = mfd__err_set(err, -ENOMEM, 0, "block map");
 		goto out;
 	}
@@ -207,150 +222,20 @@ static int match_blocks(struct mfd_session *s, const uint8_t *meta, uint32_t len
 					  (unsigned long long)b->len, b->page_size);
 			goto out;
 		}
-		s->map[i] = (uint32_t)k;
-		s->src_len[i] = d[i].length;
+		in->map[i] = (uint32_t)k;
+		in->src_len[i] = d[i].length;
 	}
-	s->limits = (struct mfd__ram_limits){ .nblocks = n, .page_size = s->ram.page_size,
-					      .max_pages = s->batch_pages, .block_len = s->src_len };
+	s->ramx = (struct mfd__ram_xfer){
+		.ram = &s->ram, .errbox = &s->errbox, .map = in->map,
+		.limits = { .nblocks = n, .page_size = s->ram.page_size,
+			    .max_pages = s->nego.batch_pages, .block_len = in->src_len },
+	};
 out:
 	free(d);
 	return rc;
 }
 
-/* ---- data channel receivers ------------------------------------------------------------ */
-
-static int recv_ram(struct mfd_session *s, unsigned w, const struct mfd__pkt_hdr *h)
-{
-	struct mfd__wstate *ws = &s->ws[w];
-	struct mfd__chan *c = s->chan[w + 1];
-	struct mfd_error e;
-	mfd_error_clear(&e);
-	int rc = mfd__ram_meta_decode(ws->meta, h->meta_len, h->data_len, &s->limits, &ws->batch,
-				      c->id, &e);
-	if (rc) {
-		mfd__errbox_setv(&s->errbox, &e);
-		return rc;
-	}
-	if (h->round != ws->round) {
-		mfd__errbox_set(&s->errbox, MFD_EROUND, c->id, "RAM packet %llu of round %u in round %u",
-				(unsigned long long)h->seq, h->round, ws->round);
-		return MFD_EROUND;
-	}
-	struct mfd__block *b = &s->ram.blocks[s->map[ws->batch.block_id]];
-	uint32_t ps = b->page_size;
-	int n = mfd__ram_batch_iov(&ws->batch, b->host, ps, ws->iov);
-	if (n && (rc = mfd__chan_readv(c, ws->iov, n))) {
-		mfd__errbox_set(&s->errbox, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id,
-				"reading the pages of packet %llu", (unsigned long long)h->seq);
-		return rc;
-	}
-	mfd__ram_batch_apply_zero(&ws->batch, b->host, ps, b->received);
-	if (b->received)
-		mfd__ram_batch_mark_received(&ws->batch, ps, b->received);
-	__atomic_fetch_add(&ws->normal_pages, ws->batch.normal, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&ws->zero_pages, ws->batch.zero, __ATOMIC_RELAXED);
-	return 0;
-}
-
-static int recv_loop(struct mfd_session *s, unsigned w)
-{
-	struct mfd__wstate *ws = &s->ws[w];
-	struct mfd__chan *c = s->chan[w + 1];
-	struct mfd_error e;
-	for (;;) {
-		uint8_t hdr[MFD_PKT_HDR_LEN];
-		struct mfd__pkt_hdr h;
-		int rc;
-		mfd_error_clear(&e);
-		if ((rc = mfd__chan_read(c, hdr, sizeof(hdr)))) {
-			mfd__err_set(&e, rc, c->id, "before the end of stream (%llu packets received)",
-				     (unsigned long long)ws->seq);
-			goto fail;
-		}
-		if ((rc = mfd__pkt_hdr_decode(hdr, &h, c->id, &e)))
-			goto fail;
-		if ((rc = mfd__chan_read(c, ws->meta, h.meta_len))) {
-			mfd__err_set(&e, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id, "reading packet meta");
-			goto fail;
-		}
-		if ((rc = mfd__pkt_check(hdr, ws->meta, h.meta_len, c->id, &e)))
-			goto fail;
-		if (h.seq != ws->seq) {
-			rc = mfd__err_set(&e, MFD_ESEQ, c->id, "packet %llu, expected %llu",
-					  (unsigned long long)h.seq, (unsigned long long)ws->seq);
-			goto fail;
-		}
-		ws->seq++;
-		__atomic_fetch_add(&ws->packets, 1, __ATOMIC_RELAXED);
-		switch (h.type) {
-		case MFD_PKT_RAM:
-			if ((rc = recv_ram(s, w, &h)))
-				return rc;
-			break;
-		case MFD_PKT_SYNC:
-			if (h.meta_len != 0) {
-				rc = mfd__err_set(&e, MFD_ELENGTH, c->id, "SYNC with %u bytes of meta",
-						  h.meta_len);
-				goto fail;
-			}
-			if (h.round != ws->round) {
-				rc = mfd__err_set(&e, MFD_EROUND, c->id, "SYNC of round %u in round %u",
-						  h.round, ws->round);
-				goto fail;
-			}
-			/* Ordering: nobody starts round r+1 before every channel finished round r. */
-			if (!s->knobs.no_barrier && mfd__barrier_wait(&s->barrier))
-				return mfd__errbox_code(&s->errbox) ? mfd__errbox_code(&s->errbox)
-								    : MFD_ECANCELED;
-			ws->round++;
-			break;
-		case MFD_PKT_EOS:
-			if (h.round != ws->round) {
-				rc = mfd__err_set(&e, MFD_EROUND, c->id, "end of stream in round %u, "
-						  "channel in round %u", h.round, ws->round);
-				goto fail;
-			}
-			if (h.meta_len != MFD_EOS_REC_LEN) {
-				rc = mfd__err_set(&e, MFD_ELENGTH, c->id, "end of stream of %u bytes",
-						  h.meta_len);
-				goto fail;
-			}
-			if (mfd__get64(ws->meta) != h.seq) {
-				rc = mfd__err_set(&e, MFD_ECOUNT, c->id,
-						  "source sent %llu packets, %llu arrived",
-						  (unsigned long long)mfd__get64(ws->meta),
-						  (unsigned long long)h.seq);
-				goto fail;
-			}
-			ws->eos = true;
-			/* A channel that ended no longer holds the others at later markers; a source
-			 * that ends channels at different rounds is caught by END's round count. */
-			mfd__barrier_leave(&s->barrier);
-			return 0;
-		default:
-			rc = mfd__err_set(&e, MFD_ETYPE, c->id, "packet type %u on a data channel", h.type);
-			goto fail;
-		}
-	}
-fail:
-	mfd__errbox_setv(&s->errbox, &e);
-	return e.code;
-}
-
-static int in_job(void *owner, unsigned w, void *job)
-{
-	struct mfd_session *s = owner;
-	const struct mfd__job *j = job;
-	switch (j->kind) {
-	case MFD_JOB_RECV:
-		return recv_loop(s, w);
-	case MFD_JOB_DIGEST:
-		return mfd__job_digest(s, j);
-	}
-	return -EINVAL;
-}
-
-/* ---- the main channel ---------------------------------------------------------------------- */
+/* ---- device states ---------------------------------------------------------------------------- */
 
 /* A device's state: its (bounded) bytes go to its load callback. */
 static int load_device(struct mfd_session *s, const struct mfd__pkt_hdr *h, const uint8_t *meta,
@@ -368,20 +253,22 @@ static int load_device(struct mfd_session *s, const struct mfd__pkt_hdr *h, cons
 	if (id.version > d->version)
 		return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: state version %u, we load up to %u",
 				    id.name, id.instance, id.version, d->version);
-	if (h->data_len > s->device_max || *total + h->data_len > s->device_max)
+	if (h->data_len > s->opt.device_max || *total + h->data_len > s->opt.device_max)
 		return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: %u bytes over the %llu-byte bound",
 				    id.name, id.instance, h->data_len,
-				    (unsigned long long)s->device_max);
+				    (unsigned long long)s->opt.device_max);
 	uint8_t *buf = malloc(h->data_len ? h->data_len : 1);
 	if (!buf)
 		return mfd__err_set(err, -ENOMEM, 0, "device %s.%u state", id.name, id.instance);
-	if ((rc = mfd__chan_read(s->chan[0], buf, h->data_len))) {
+	char what[MFD_MAX_NAME + 32];
+	snprintf(what, sizeof(what), "device %s.%u", id.name, id.instance);
+	struct iovec v = { buf, h->data_len };
+	if ((rc = mfd__frame_read_data(s->chan[0], &v, 1, what, err))) {
 		free(buf);
-		return mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, 0, "reading device %s.%u",
-				    id.name, id.instance);
+		return rc;
 	}
 	*total += h->data_len;
-	__atomic_fetch_add(&s->st_device_bytes, h->data_len, __ATOMIC_RELAXED);
+	MFD_ST_ADD(s, device_bytes, h->data_len);
 	rc = d->ops.load ? d->ops.load(d->opaque, buf, h->data_len, id.version) : MFD_EDEVICE;
 	free(buf);
 	if (rc)
@@ -391,163 +278,145 @@ static int load_device(struct mfd_session *s, const struct mfd__pkt_hdr *h, cons
 	return 0;
 }
 
-/* Read the next main-channel packet; an ERROR record from the source becomes our error. */
-static int recv_main(struct mfd_session *s, struct mfd__pkt_hdr *h, uint8_t *meta, uint8_t want,
-		     struct mfd_error *err)
+/* ---- the run ----------------------------------------------------------------------------------- */
+
+/* After END: everything the source announced arrived, in the rounds it announced. */
+static int check_totals(struct mfd_session *s, const struct mfd__end_rec *end, struct mfd_error *err)
 {
-	int rc;
-	do {	/* PINGs only keep the idle timeout from firing */
-		struct mfd_error e;
-		mfd_error_clear(&e);
-		rc = mfd__recv_packet(s->chan[0], &s->main_rx_seq, h, meta, &e);
-		if (rc == -ETIMEDOUT)
-			return mfd__err_set(err, rc, 0, "source silent for %d ms", s->timeout_ms);
-		if (rc) {
-			mfd__err_copy(err, &e);
-			return rc;
-		}
-		if (h->round != 0)
-			return mfd__err_set(err, MFD_EROUND, 0, "main-channel packet with round %u",
-					    h->round);
-	} while (h->type == MFD_PKT_PING && h->meta_len == 0);
-	if (h->type == MFD_PKT_ERROR) {
-		int code;
-		char msg[MFD_ERROR_MSG_MAX];
-		if ((rc = mfd__errrec_decode(meta, h->meta_len, &code, msg, sizeof(msg), 0, err)))
-			return rc;
-		/* The source's reason is the root cause: it replaces the end-of-stream a data
-		 * channel may already have reported as the source went down. */
-		struct mfd_error pe;
-		mfd_error_clear(&pe);
-		mfd__err_set_peer(&pe, code, "source failed", msg);
-		mfd__session_peer_error(s, &pe);
-		return mfd__err_set_peer(err, code, "source failed", msg);
-	}
-	if (want && h->type != want)
-		return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected %u", h->type, want);
+	for (unsigned w = 0; w < s->nworkers; w++)
+		if (s->workers[w].round != end->rounds)
+			return mfd__err_set(err, MFD_ECOUNT, (int)w + 1, "channel ended in round %u of %u",
+					    s->workers[w].round, end->rounds);
+	for (uint32_t i = 0; i < s->devices.n; i++)
+		if (!s->devices.v[i].loaded)
+			return mfd__err_set(err, MFD_EDEVICE, -1, "no state arrived for device %s.%u",
+					    s->devices.v[i].name, s->devices.v[i].instance);
+	uint64_t normal = __atomic_load_n(&s->ramx.normal_pages, __ATOMIC_RELAXED);
+	uint64_t zero = __atomic_load_n(&s->ramx.zero_pages, __ATOMIC_RELAXED);
+	if (normal != end->normal_pages || zero != end->zero_pages)
+		return mfd__err_set(err, MFD_ECOUNT, -1, "source sent %llu+%llu pages, %llu+%llu arrived",
+				    (unsigned long long)end->normal_pages,
+				    (unsigned long long)end->zero_pages, (unsigned long long)normal,
+				    (unsigned long long)zero);
 	return 0;
 }
 
-int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err)
+/* The main channel after setup: device states, then END. */
+static int receive_main(struct mfd_session *s, struct mfd__end_rec *end, struct mfd_error *err)
 {
+	struct incoming *in = s->priv;
+	struct mfd__pkt_hdr h;
+	uint64_t device_total = 0;
+	int rc;
+	for (;;) {
+		if ((rc = mfd__stream_recv_main(s, "source", &h, in->meta, err)))
+			return rc;
+		if (h.type == MFD_PKT_END)
+			break;
+		if (h.type != MFD_PKT_DEVICE)
+			return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected END or DEVICE",
+					    h.type);
+		if ((rc = load_device(s, &h, in->meta, &device_total, err)))
+			return rc;
+	}
+	if ((rc = mfd__end_decode(in->meta, h.meta_len, end, err)))
+		return rc;
+	/* A source that sent END has written every data channel's end of stream too: from now on
+	 * a silent data channel is a dead one. */
+	for (unsigned i = 1; s->opt.timeout_ms && i < s->nchan; i++)
+		mfd__chan_set_timeout(s->chan[i], s->opt.timeout_ms, s->opt.timeout_ms);
+	if (end->flags != (s->nego.features & MFD_FEAT_VERIFY))
+		return mfd__err_set(err, MFD_EFEATURE, 0, "END flags 0x%x, negotiated 0x%llx",
+				    end->flags, (unsigned long long)s->nego.features);
+	return 0;
+}
+
+static int incoming_run(struct mfd_session *s, struct mfd_error *err)
+{
+	struct incoming *in = s->priv;
 	struct mfd_error e;
 	struct mfd__pkt_hdr h;
+	struct mfd__end_rec end;
 	int rc;
 	mfd_error_clear(&e);
-	uint8_t *meta = malloc(MFD_PROTO_MAX_META);
-	if (!meta)
+	if (!in)
+		return mfd__err_set(err, MFD_ESTATE, -1, "listen before run");
+	if (!(in->meta = malloc(MFD_PROTO_MAX_META)))
 		return mfd__err_set(err, -ENOMEM, -1, "buffers");
-	if ((rc = accept_channels(s, &e)))
+	if ((rc = accept_channels(s, &e)) ||
+	    (rc = mfd__stream_recv_main(s, "source", &h, in->meta, &e)))
 		goto out;
-	if ((rc = recv_main(s, &h, meta, MFD_PKT_BLOCKS, &e)) ||
-	    (rc = match_blocks(s, meta, h.meta_len, &e)))
+	if (h.type != MFD_PKT_BLOCKS) {
+		rc = mfd__err_set(&e, MFD_ETYPE, 0, "packet type %u, expected %u", h.type,
+				  MFD_PKT_BLOCKS);
+		goto out;
+	}
+	if ((rc = match_blocks(s, in->meta, h.meta_len, &e)))
 		goto out;
 	if ((rc = mfd__ram_alloc_received(&s->ram))) {
 		mfd__err_set(&e, rc, -1, "received bitmaps");
 		goto out;
 	}
-	unsigned nw = s->nchan - 1;
-	mfd__barrier_init(&s->barrier, nw);
-	pthread_mutex_lock(&s->lock);
-	s->barrier_ready = true;	/* the failure path may abort it from now on */
-	pthread_mutex_unlock(&s->lock);
-	if ((rc = mfd__session_alloc_workers(s, nw)) ||
-	    (rc = mfd__session_start_pool(s, nw, in_job))) {
-		mfd__err_set(&e, rc, -1, "starting workers");
+	if ((rc = mfd__stream_add_payloads(s, true))) {
+		mfd__err_set(&e, rc, -1, "payloads");
 		goto out;
 	}
+	if ((rc = mfd__stream_start_receivers(s, s->nchan - 1, &e)))
+		goto out;
 	struct mfd__status_rec ack = { 0 };
-	mfd__status_encode(meta, &ack);
-	if ((rc = mfd__session_send_main(s, MFD_PKT_BLOCKS_ACK, meta, MFD_STATUS_REC_LEN))) {
+	mfd__status_encode(in->meta, &ack);
+	if ((rc = mfd__session_send_main(s, MFD_PKT_BLOCKS_ACK, in->meta, MFD_STATUS_REC_LEN))) {
 		mfd__err_set(&e, rc, 0, "sending the block table ack");
 		goto out;
 	}
-	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	MFD_ST_SET(s, t_setup_ns, mfd__now_ns());
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
-	for (unsigned w = 0; w < nw && rc == 0; w++) {
-		struct mfd__job j = { .kind = MFD_JOB_RECV };
-		rc = mfd__pool_submit_to(s->pool, w, &j);
-	}
-	if (rc)
+	if ((rc = receive_main(s, &end, &e)) || (rc = mfd__pool_sync(s->pool)) ||
+	    (rc = check_totals(s, &end, &e)))
 		goto out;
-
-	struct mfd__end_rec end;
-	uint64_t device_total = 0;
-	for (;;) {
-		if ((rc = recv_main(s, &h, meta, 0, &e)))
-			goto out;
-		if (h.type == MFD_PKT_DEVICE) {
-			if ((rc = load_device(s, &h, meta, &device_total, &e)))
-				goto out;
-			continue;
-		}
-		if (h.type != MFD_PKT_END) {
-			rc = mfd__err_set(&e, MFD_ETYPE, 0, "packet type %u, expected END or DEVICE",
-					  h.type);
-			goto out;
-		}
-		if ((rc = mfd__end_decode(meta, h.meta_len, &end, &e)))
-			goto out;
-		/* A source that sent END has written every data channel's end of stream too: from
-		 * now on a silent data channel is a dead one. */
-		for (unsigned i = 1; s->timeout_ms && i < s->nchan; i++)
-			set_rcv_timeout(s->chan[i]->fd, s->timeout_ms);
-		if (end.flags != (s->features & MFD_FEAT_VERIFY)) {
-			rc = mfd__err_set(&e, MFD_EFEATURE, 0, "END flags 0x%x, negotiated 0x%llx",
-					  end.flags, (unsigned long long)s->features);
-			goto out;
-		}
-		break;
-	}
-	if ((rc = mfd__pool_sync(s->pool)))
-		goto out;
-	uint64_t normal = 0, zero = 0;
-	for (unsigned w = 0; w < nw; w++) {
-		normal += s->ws[w].normal_pages;
-		zero += s->ws[w].zero_pages;
-	}
-	for (unsigned w = 0; w < nw; w++) {
-		if (s->ws[w].round != end.rounds) {
-			rc = mfd__err_set(&e, MFD_ECOUNT, (int)w + 1, "channel ended in round %u of %u",
-					  s->ws[w].round, end.rounds);
-			goto out;
-		}
-	}
-	for (uint32_t i = 0; i < s->devices.n; i++) {
-		if (!s->devices.v[i].loaded) {
-			rc = mfd__err_set(&e, MFD_EDEVICE, -1, "no state arrived for device %s.%u",
-					  s->devices.v[i].name, s->devices.v[i].instance);
-			goto out;
-		}
-	}
-	if (normal != end.normal_pages || zero != end.zero_pages) {
-		rc = mfd__err_set(&e, MFD_ECOUNT, -1,
-				  "source sent %llu+%llu pages, %llu+%llu arrived",
-				  (unsigned long long)end.normal_pages, (unsigned long long)end.zero_pages,
-				  (unsigned long long)normal, (unsigned long long)zero);
-		goto out;
-	}
+	MFD_ST_SET(s, rounds, (uint64_t)end.rounds + 1);
 	struct mfd__status_rec commit = { 0 };
-	if (s->features & MFD_FEAT_VERIFY) {
-		if ((rc = mfd__session_digest(s, s->map, s->ram.n)))
+	if (s->nego.features & MFD_FEAT_VERIFY) {
+		if ((rc = mfd__ram_digest(&s->ramx, &s->payloads.v[s->ram_payload], s->pool, in->map,
+					  s->ram.n)))
 			goto out;
-		commit.digest = __atomic_load_n(&s->digest, __ATOMIC_RELAXED);
+		commit.digest = __atomic_load_n(&s->ramx.digest, __ATOMIC_RELAXED);
 		if (commit.digest != end.digest) {
 			rc = mfd__err_set(&e, MFD_EVERIFY, -1, "source digest %016llx, ours %016llx",
 					  (unsigned long long)end.digest,
 					  (unsigned long long)commit.digest);
 			goto out;
 		}
-		__atomic_store_n(&s->verified, true, __ATOMIC_RELAXED);
+		MFD_ST_SET(s, verified, true);
 	}
-	mfd__status_encode(meta, &commit);
-	if ((rc = mfd__session_send_main(s, MFD_PKT_COMMIT, meta, MFD_STATUS_REC_LEN)))
+	mfd__status_encode(in->meta, &commit);
+	if ((rc = mfd__session_send_main(s, MFD_PKT_COMMIT, in->meta, MFD_STATUS_REC_LEN)))
 		mfd__err_set(&e, rc, 0, "sending COMMIT");
 	else
 		mfd__session_commit(s);	/* the source completes on this: so do we, whatever comes */
 out:
-	free(meta);
 	if (e.code)
 		mfd__errbox_setv(&s->errbox, &e);
 	return rc;
 }
+
+static void incoming_free(struct mfd_session *s)
+{
+	struct incoming *in = s->priv;
+	if (!in)
+		return;
+	mfd__listener_free(in->listener);
+	free(in->map);
+	free(in->src_len);
+	free(in->meta);
+	free(in);
+	s->priv = NULL;
+}
+
+const struct mfd__role_ops mfd__role_incoming = {
+	.name = "migration",
+	.listen = incoming_listen,
+	.local_uri = incoming_local_uri,
+	.run = incoming_run,
+	.free = incoming_free,
+};

@@ -5,27 +5,27 @@
  * page sizes) and its device sections against the registered devices, and the page bitmaps are
  * read into memory (bounded by the registered memory: one bit per page).
  *
- * Eager: the run thread submits one job per span of at least 1 MiB of each block; the pool
- * hands them out and submit blocks on the full queues (no polling).  A worker reads each run of
- * present pages of its span with one positional preadv straight into the block memory (O_DIRECT
- * when asked: the memory and every page in the file are page aligned), and makes absent pages
- * zero (nothing to do in MFD_BLOCK_ZEROED blocks).  Lazy: each block's memory is replaced by a
- * private mapping of its pages area (mmap MAP_PRIVATE | MAP_FIXED at the same address): no page
- * is read until touched; holes read as zero.  Then, in both modes, the device sections are read
- * (checksummed again, bounded by MFD_OPT_DEVICE_MAX_BYTES) and given to their load callbacks,
- * and the memory is ready.  With verify, the memory's digest is compared with the saved one. */
+ * Eager: the pages payload (mapped/ram_file.c) queues one job per span of at least 1 MiB of each
+ * block; the pool hands them out and submit blocks on the full queues (no polling).  A worker
+ * reads each run of present pages of its span with one positional preadv straight into the block
+ * memory (O_DIRECT when asked: the memory and every page in the file are page aligned), and
+ * makes absent pages zero (nothing to do in MFD_BLOCK_ZEROED blocks).  Lazy: each block's memory
+ * is replaced by a private mapping of its pages area (mmap MAP_PRIVATE | MAP_FIXED at the same
+ * address): no page is read until touched; holes read as zero.  Then, in both modes, the device
+ * sections are read (checksummed again, bounded by MFD_OPT_DEVICE_MAX_BYTES) and given to their
+ * load callbacks, and the memory is ready.  With verify, the memory's digest is compared with
+ * the saved one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 #include "migrate/snapshot.h"
+
 #include "payload/ram_batch.h"
 
 static int match_blocks(struct mfd_session *s, struct mfd_error *err)
 {
-	struct mfd__snapshot *snap = s->snap;
+	struct mfd__snapshot *snap = s->priv;
 	const struct mfd__snap_meta *m = &snap->meta;
 	if (m->hdr.nblocks != s->ram.n)
 		return mfd__err_set(err, MFD_EBLOCKTABLE, -1, "the snapshot has %u blocks, %u are "
@@ -55,7 +55,7 @@ static int match_blocks(struct mfd_session *s, struct mfd_error *err)
 
 static int match_devices(struct mfd_session *s, struct mfd_error *err)
 {
-	struct mfd__snapshot *snap = s->snap;
+	struct mfd__snapshot *snap = s->priv;
 	const struct mfd__snap_meta *m = &snap->meta;
 	snap->dev_map = calloc(m->hdr.ndevices ? m->hdr.ndevices : 1, sizeof(*snap->dev_map));
 	if (!snap->dev_map)
@@ -83,152 +83,55 @@ static int match_devices(struct mfd_session *s, struct mfd_error *err)
 	return 0;
 }
 
-int mfd__restore_open(struct mfd_session *s, const char *path, struct mfd_error *err)
+static int restore_open(struct mfd_session *s, const char *path, int fd, int direct_fd,
+			struct mfd_error *err)
 {
-	struct mfd__snapshot *snap = s->snap;
-	int rc;
-	int fd;
-	if (!snap->by_fd) {
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);	/* a FIFO must not block */
-		if (fd < 0)
-			return mfd__err_set(err, -errno, -1, "opening '%s'", path);
-		if ((rc = mfd__snapshot_add_chan(s, 0, fd, err)))
-			return rc;
-	}
-	fd = s->chan[0]->fd;
-	struct mfd__snap_limits lim = { .device_max = s->device_max };
-	snap->meta_read = true;
-	if ((rc = mfd__snap_read(fd, &snap->meta, &lim, 0, err)) || (rc = match_blocks(s, err)) ||
+	/* O_NONBLOCK: a FIFO must not block the open (the reader then refuses it). */
+	int rc = mfd__snapshot_begin(s, path, O_RDONLY | O_NONBLOCK, fd, direct_fd, MFD_FILE_NEED_READ,
+				     err);
+	if (rc)
+		return rc;
+	struct mfd__snapshot *snap = s->priv;
+	struct mfd__snap_limits lim = { .device_max = s->opt.device_max };
+	if ((rc = mfd__snap_read(s->chan[0], &snap->meta, &lim, 0, err)) || (rc = match_blocks(s, err)) ||
 	    (rc = match_devices(s, err)))
 		return rc;
-	snap->present = calloc(s->ram.n, sizeof(*snap->present));
-	if (!snap->present)
+	snap->rf.present = calloc(s->ram.n, sizeof(*snap->rf.present));
+	if (!snap->rf.present)
 		return mfd__err_set(err, -ENOMEM, -1, "page bitmaps");
 	for (uint32_t i = 0; i < snap->meta.hdr.nblocks; i++) {
 		uint32_t l = snap->map[i];
-		snap->present[l] = calloc(mfd__bitmap_words(s->ram.blocks[l].npages), sizeof(uint64_t));
-		if (!snap->present[l])
+		snap->rf.present[l] = calloc(mfd__bitmap_words(s->ram.blocks[l].npages), sizeof(uint64_t));
+		if (!snap->rf.present[l])
 			return mfd__err_set(err, -ENOMEM, -1, "page bitmaps");
-		if ((rc = mfd__snap_read_bitmap(fd, &snap->meta.blocks[i], snap->present[l], err)))
+		if ((rc = mfd__snap_read_bitmap(s->chan[0], &snap->meta.blocks[i], snap->rf.present[l],
+						err)))
 			return rc;
 	}
-	if (s->lazy)
-		return 0;	/* the mappings need no channel of their own */
-	for (unsigned w = 0; w < s->channels; w++) {
-		int dfd = mfd__snapshot_worker_fd(s, O_RDONLY | (s->direct_io ? O_DIRECT : 0), err);
-		if (dfd < 0)
-			return dfd;
-		if ((rc = mfd__snapshot_add_chan(s, w + 1, dfd, err)))
-			return rc;
-	}
-	return 0;
-}
-
-/* ---- eager: workers ------------------------------------------------------------------------ */
-
-static int read_run(struct mfd_session *s, struct mfd__chan *c, const struct mfd__job *j,
-		    uint64_t first, uint64_t count)
-{
-	const struct mfd__block *b = &s->ram.blocks[j->block];
-	const struct mfd__snap_block *k = &s->snap->meta.blocks[j->tag];
-	uint64_t ps = b->page_size;
-	if (mfd__errbox_code(&s->errbox))
-		return mfd__errbox_code(&s->errbox);	/* canceled or failed elsewhere */
-	if (mfd__ratelimit_wait(&s->rate, count * ps, &s->errbox.code))
-		return mfd__errbox_code(&s->errbox);
-	struct iovec v = { b->host + first * ps, (size_t)(count * ps) };
-	int rc = mfd__chan_preadv(c, &v, 1, (int64_t)(k->pages_offset + first * ps));
-	if (rc) {
-		if (rc == MFD_ECLOSED)
-			rc = MFD_ETRUNC;
-		mfd__errbox_set(&s->errbox, rc, c->id, "reading %llu pages of block '%s' at page %llu",
-				(unsigned long long)count, b->name, (unsigned long long)first);
-	}
+	snap->rf.layout = snap->meta.blocks;
+	snap->rf.map = snap->map;
+	snap->rf.nfile_blocks = snap->meta.hdr.nblocks;
+	/* Lazy restores map the file and need no page channels (but a digest gets workers). */
+	if (!s->opt.lazy || s->opt.verify)
+		rc = mfd__snapshot_open_workers(s, path, O_RDONLY, err);
+	if (rc == 0)
+		snap->opened = true;
 	return rc;
-}
-
-static int restore_span(struct mfd_session *s, unsigned w, const struct mfd__job *j)
-{
-	struct mfd__wstate *ws = &s->ws[w];
-	struct mfd__chan *c = s->chan[w + 1];
-	const struct mfd__block *b = &s->ram.blocks[j->block];
-	const uint64_t *map = s->snap->present[j->block];
-	uint64_t ps = b->page_size, end = j->first + j->count, normal = 0, zero = 0, ios = 0;
-	int rc;
-	for (uint64_t p = j->first; p < end;) {
-		uint64_t q = mfd__bitmap_next_set(map, end, p);
-		/* Absent pages read as zero: already so in a fresh (MFD_BLOCK_ZEROED) block. */
-		if (!(b->flags & MFD_BLOCK_ZEROED))
-			for (uint64_t z = p; z < q; z++)
-				if (!mfd__is_zero(b->host + z * ps, ps))
-					memset(b->host + z * ps, 0, ps);
-		zero += q - p;
-		if (q >= end)
-			break;
-		uint64_t r = mfd__bitmap_next_clear(map, end, q);
-		if ((rc = read_run(s, c, j, q, r - q)))
-			return rc;
-		normal += r - q;
-		ios++;
-		p = r;
-	}
-	__atomic_fetch_add(&ws->packets, ios, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&ws->normal_pages, normal, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&ws->zero_pages, zero, __ATOMIC_RELAXED);
-	return 0;
-}
-
-static int restore_job(void *owner, unsigned w, void *job)
-{
-	struct mfd_session *s = owner;
-	const struct mfd__job *j = job;
-	switch (j->kind) {
-	case MFD_JOB_RAM:
-		return restore_span(s, w, j);
-	case MFD_JOB_DIGEST:
-		return mfd__job_digest(s, j);
-	}
-	return -EINVAL;
-}
-
-static int read_eagerly(struct mfd_session *s)
-{
-	const struct mfd__snapshot *snap = s->snap;
-	int rc = 0;
-	for (uint32_t i = 0; i < snap->meta.hdr.nblocks && rc == 0; i++) {
-		uint32_t l = snap->map[i];
-		const struct mfd__block *b = &s->ram.blocks[l];
-		const uint64_t *map = snap->present[l];
-		for (uint64_t p = 0; p < b->npages && rc == 0; p += snap->chunk_pages) {
-			uint64_t n = MFD_MIN(snap->chunk_pages, b->npages - p);
-			/* A span with nothing to read nor to clear needs no job. */
-			if ((b->flags & MFD_BLOCK_ZEROED) && mfd__bitmap_next_set(map, p + n, p) >= p + n) {
-				__atomic_fetch_add(&s->ws[0].zero_pages, n, __ATOMIC_RELAXED);
-				continue;
-			}
-			struct mfd__job j = { .kind = MFD_JOB_RAM, .block = l, .tag = i, .first = p,
-					      .count = n };
-			rc = mfd__pool_submit(s->pool, &j);
-		}
-	}
-	return rc ? rc : mfd__pool_sync(s->pool);
 }
 
 /* ---- lazy ---------------------------------------------------------------------------------- */
 
 static int map_lazily(struct mfd_session *s, struct mfd_error *err)
 {
-	const struct mfd__snapshot *snap = s->snap;
+	const struct mfd__snapshot *snap = s->priv;
 	for (uint32_t i = 0; i < snap->meta.hdr.nblocks; i++) {
 		const struct mfd__snap_block *k = &snap->meta.blocks[i];
 		const struct mfd__block *b = &s->ram.blocks[snap->map[i]];
-		void *p = mmap(b->host, b->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-			       s->chan[0]->fd, (off_t)k->pages_offset);
-		if (p == MAP_FAILED)
-			return mfd__err_set(err, -errno, -1, "mapping block '%s' from the snapshot",
-					    b->name);
-		__atomic_fetch_add(&s->ws[0].normal_pages, k->present, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&s->ws[0].zero_pages, k->npages - k->present, __ATOMIC_RELAXED);
+		int rc = mfd__chan_file_map(s->chan[0], b->host, (size_t)b->len, k->pages_offset);
+		if (rc)
+			return mfd__err_set(err, rc, -1, "mapping block '%s' from the snapshot", b->name);
+		__atomic_fetch_add(&s->ramx.normal_pages, k->present, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&s->ramx.zero_pages, k->npages - k->present, __ATOMIC_RELAXED);
 	}
 	return 0;
 }
@@ -237,7 +140,7 @@ static int map_lazily(struct mfd_session *s, struct mfd_error *err)
 
 static int load_devices(struct mfd_session *s, struct mfd_error *err)
 {
-	const struct mfd__snapshot *snap = s->snap;
+	const struct mfd__snapshot *snap = s->priv;
 	int rc = 0;
 	for (uint32_t i = 0; i < snap->meta.hdr.ndevices && rc == 0; i++) {
 		const struct mfd__snap_dev *d = &snap->meta.devs[i];
@@ -245,7 +148,7 @@ static int load_devices(struct mfd_session *s, struct mfd_error *err)
 		uint8_t *buf = malloc(d->data_len ? (size_t)d->data_len : 1);
 		if (!buf)
 			return mfd__err_set(err, -ENOMEM, -1, "device %s.%u state", d->name, d->instance);
-		rc = mfd__snap_read_dev(s->chan[0]->fd, d, buf, err);
+		rc = mfd__snap_read_dev(s->chan[0], d, buf, err);
 		if (rc == 0) {
 			rc = dev->ops.load ? dev->ops.load(dev->opaque, buf, (size_t)d->data_len, d->version)
 					   : MFD_EDEVICE;
@@ -253,68 +156,72 @@ static int load_devices(struct mfd_session *s, struct mfd_error *err)
 				rc = mfd__err_set(err, rc < 0 ? rc : MFD_EDEVICE, -1, "device %s.%u refused "
 						  "its state", d->name, d->instance);
 			else
-				__atomic_fetch_add(&s->st_device_bytes, d->data_len, __ATOMIC_RELAXED);
+				MFD_ST_ADD(s, device_bytes, d->data_len);
 		}
 		free(buf);
 	}
 	return rc;
 }
 
-int mfd__restore_run(struct mfd_session *s, struct mfd_error *err)
+static int read_eagerly(struct mfd_session *s)
 {
-	struct mfd__snapshot *snap = s->snap;
+	struct mfd__plan plan = { .pool = s->pool, .verb = MFD_JOB_LOAD, .final = true };
+	const struct mfd__payload *p = &s->payloads.v[s->ram_payload];
+	int rc = p->ops->plan(p, &plan);
+	return rc ? rc : mfd__pool_sync(s->pool);
+}
+
+static int restore_run(struct mfd_session *s, struct mfd_error *err)
+{
+	struct mfd__snapshot *snap = s->priv;
 	struct mfd_error e;
 	mfd_error_clear(&e);
 	int rc;
 	if (!snap || !snap->opened)
 		return mfd__err_set(err, MFD_ESTATE, -1, "open the snapshot file before run");
-	unsigned nw = s->nchan - 1;
-	__atomic_store_n(&s->st_file_bytes, snap->meta.hdr.file_size, __ATOMIC_RELAXED);
-	/* Lazy restores have no page channel; one worker state still holds the page counts. */
-	if ((rc = mfd__session_alloc_workers(s, nw ? nw : 1))) {
-		mfd__err_set(&e, rc, -1, "worker state");
+	MFD_ST_SET(s, file_bytes, snap->meta.hdr.file_size);
+	if ((rc = mfd__snapshot_add_payload(s, &mfd__ram_file_load_ops))) {
+		mfd__err_set(&e, rc, -1, "payloads");
 		goto out;
 	}
-	if (nw && (rc = mfd__session_start_pool(s, nw, restore_job))) {
-		mfd__err_set(&e, rc, -1, "starting workers");
+	if (s->nchan > 1 && (rc = mfd__session_start_workers(s, s->nchan - 1, &e)))
 		goto out;
-	}
-	__atomic_store_n(&s->t_setup_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	MFD_ST_SET(s, t_setup_ns, mfd__now_ns());
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
-	rc = s->lazy ? map_lazily(s, &e) : read_eagerly(s);
+	rc = s->opt.lazy ? map_lazily(s, &e) : read_eagerly(s);
 	if (rc == 0)
 		rc = load_devices(s, &e);
 	if (rc)
 		goto out;
-	__atomic_store_n(&s->st_ready_ms, (mfd__now_ns() - s->t_start_ns) / 1000000,
-			 __ATOMIC_RELAXED);
-	__atomic_store_n(&s->st_rounds, snap->meta.hdr.rounds, __ATOMIC_RELAXED);
-	if (s->verify) {
+	MFD_ST_SET(s, ready_ms, (mfd__now_ns() - MFD_ST_GET(s, t_start_ns)) / 1000000);
+	MFD_ST_SET(s, rounds, snap->meta.hdr.rounds);
+	if (s->opt.verify) {
 		if (!(snap->meta.hdr.features & MFD_SNAP_FEAT_DIGEST)) {
 			rc = mfd__err_set(&e, MFD_EFEATURE, -1, "the snapshot has no digest (saved "
 					  "without verify)");
 			goto out;
 		}
-		/* Lazy restores have no workers yet: the digest gets its own. */
-		if (!s->pool && (rc = mfd__session_start_pool(s, s->channels, restore_job))) {
-			mfd__err_set(&e, rc, -1, "starting workers");
+		if ((rc = mfd__ram_digest(&s->ramx, &s->payloads.v[s->ram_payload], s->pool, snap->map,
+					  snap->meta.hdr.nblocks)))
 			goto out;
-		}
-		if ((rc = mfd__session_digest(s, snap->map, snap->meta.hdr.nblocks)))
-			goto out;
-		uint64_t d = __atomic_load_n(&s->digest, __ATOMIC_RELAXED);
+		uint64_t d = __atomic_load_n(&s->ramx.digest, __ATOMIC_RELAXED);
 		if (d != snap->meta.hdr.digest) {
 			rc = mfd__err_set(&e, MFD_EVERIFY, -1, "saved digest %016llx, restored %016llx",
 					  (unsigned long long)snap->meta.hdr.digest,
 					  (unsigned long long)d);
 			goto out;
 		}
-		__atomic_store_n(&s->verified, true, __ATOMIC_RELAXED);
+		MFD_ST_SET(s, verified, true);
 	}
 out:
 	if (e.code)
 		mfd__errbox_setv(&s->errbox, &e);
-	if (rc)
-		mfd__session_fail(s, rc, -1, "snapshot restore");
 	return rc;
 }
+
+const struct mfd__role_ops mfd__role_restore = {
+	.name = "restore",
+	.open = restore_open,
+	.run = restore_run,
+	.free = mfd__snapshot_free,
+};

@@ -1,9 +1,22 @@
-/* migrate/session — the state shared by outgoing and incoming sessions.
+/* migrate/session — the session: what every role shares, split by who writes what.
  *
- * Threads: the caller's thread runs mfd_session_run (the "run thread", which owns the main
- * channel); the pool's workers own one data channel each; the outgoing side adds a reader of
- * the main channel.  mfd_session_cancel and mfd_session_get_stats may come from any thread.
- * Lock order: s->lock, then the pool's lock, then errbox.lock. */
+ * A session is one role (outgoing, incoming, save, restore) behind a role table
+ * ({connect | listen | open, run, free}); session.c holds the public API and calls the role
+ * only through its table.  The struct below is split into: options (set before
+ * connect/listen/open, then read-only), negotiated values (written by the run thread during
+ * setup, read-only once the workers start), the memory and devices (registered before the
+ * run), the payload table and the RAM transfer state, the run-time machinery shared by the
+ * threads (each field says what protects it), the role's private state, and statistics.
+ *
+ * Threads: the caller's thread runs mfd_session_run (the "run thread"); the pool's workers own
+ * one data channel each; the outgoing role adds a reader of the main channel.
+ * mfd_session_cancel and mfd_session_get_stats may come from any thread.
+ *
+ * Lock order (a lock may be taken while holding the ones before it, never the other way):
+ *     s->lock  ->  pool lock  ->  errbox.lock
+ *     s->main_tx_lock  ->  errbox.lock          (never held together with s->lock)
+ * The barrier's lock and the rate limiter's lock are leaves: nothing is taken while holding
+ * them, and they are taken holding nothing but a worker's own state. */
 #ifndef MFD_MIGRATE_SESSION_H
 #define MFD_MIGRATE_SESSION_H
 
@@ -16,43 +29,15 @@
 #include "devstate/devstate.h"
 #include "migrate/converge.h"
 #include "multifd.h"
+#include "payload/codec.h"
+#include "payload/payload.h"
+#include "payload/ram_pages.h"
 #include "pool/pool.h"
-#include "proto/proto.h"
+#include "proto/frame.h"
 #include "ram/block.h"
 #include "ram/track.h"
 
-/* Per data channel state, used only by the worker bound to that channel (worker-private),
- * except the counters, which are atomic (stats only). */
-struct mfd__wstate {
-	uint8_t *meta;			/* MFD_PROTO_MAX_META bytes */
-	struct iovec *iov;		/* MFD_MAX_BATCH_PAGES + 2 entries */
-	struct mfd__ram_batch batch;
-	uint64_t seq;			/* next sequence number to send / expect */
-	uint64_t packets;		/* atomic (stats only) */
-	uint64_t normal_pages;		/* atomic (stats only) */
-	uint64_t zero_pages;		/* atomic (stats only) */
-	uint32_t round;			/* incoming: round this channel is in */
-	bool eos;			/* incoming: EOS seen */
-};
-
-/* Jobs carried by the pool (fixed size). */
-enum mfd__job_kind {
-	MFD_JOB_RAM = 1,	/* outgoing: send pages [first, first + count) of block */
-	MFD_JOB_RAM_DIRTY,	/* outgoing: send the pages of that span set in the dirty bitmap */
-	MFD_JOB_SYNC,		/* outgoing: end of round `round` on this worker's channel */
-	MFD_JOB_EOS,		/* outgoing: send end-of-stream on this worker's channel */
-	MFD_JOB_RECV,		/* incoming: receive on this worker's channel until EOS */
-	MFD_JOB_DIGEST,		/* both: add the digest of pages [first, first + count) of block */
-};
-
-struct mfd__job {
-	uint32_t kind;
-	uint32_t block;		/* local block index */
-	uint32_t tag;		/* DIGEST: the block's position in the source's table */
-	uint32_t round;		/* RAM, SYNC: the precopy round */
-	uint64_t first;
-	uint64_t count;
-};
+struct mfd_session;
 
 /* Knobs for tests only (fault injection, forcing rounds, disabling a guarantee to prove that
  * a test catches its absence).  Set before connect/listen. */
@@ -63,159 +48,231 @@ struct mfd__test_knobs {
 	void *hook_ctx;
 };
 
-enum mfd__track_kind { MFD_TRACK_NONE, MFD_TRACK_UFFD, MFD_TRACK_KVM, MFD_TRACK_MANUAL };
-
-struct mfd_session {
-	enum mfd_role role;			/* read-only */
-
-	/* Options: set before connect/listen, then read-only. */
-	unsigned channels;
-	unsigned batch_pages;
+/* Options: set by mfd_session_set (and the test knobs) before connect/listen/open, then
+ * read-only.  Incoming values are bounds on what a source may ask for. */
+struct mfd__opts {
+	unsigned channels;		/* outgoing: data channels; incoming: the most accepted;
+					 * snapshots: workers */
+	unsigned batch_pages;		/* outgoing: pages per packet; incoming: the most accepted */
 	unsigned queue_depth;
 	int timeout_ms;
 	bool verify;
 	bool zero_detect;
+	bool direct_io, lazy;		/* snapshots */
+	uint64_t device_max;		/* incoming, restore: bound on device state */
+	uint8_t codec;			/* outgoing: the hello's codec id */
+	struct mfd__converge_cfg conv;
+	struct mfd__test_knobs knobs;
+};
 
-	struct mfd__ram ram;			/* set before start, then read-only */
-
-	pthread_mutex_t lock;			/* protects chan[] slots, canceled, started */
-	struct mfd__chan *chan[MFD_MAX_CHANNELS + 1];	/* [0] main; protected by lock for
-							 * publication; each used by its owner */
-	unsigned nchan;				/* main + data channels in use; written under
-						 * lock (stats read it), before threads start */
-	bool canceled;				/* protected by lock */
-	bool started;				/* run() entered; protected by lock */
-	bool stopping;				/* failure handling began; protected by lock */
-	bool committed;				/* the destination committed: later failures and
-						 * cancels change nothing; protected by lock */
-	int admit_fd;				/* incoming: the fd whose hello is being read, so a
-						 * failure can shut it down; protected by lock */
-	bool main_ready;			/* main channel handshaken; protected by lock */
-	pthread_mutex_t main_tx_lock;		/* serialises writes on the main channel */
-	int cancel_fd;				/* eventfd, readable once canceled */
-	int listen_fd;				/* incoming */
-	char unix_path[MFD_URI_PATH_MAX];	/* incoming unix socket we created */
-	struct mfd__uri pending_fds;		/* fd: URI given to listen (already connected) */
-
+/* Negotiated during setup by the run thread (outgoing: connect; incoming: the first hello), then
+ * read-only once the workers start. */
+struct mfd__nego {
 	uint8_t session_id[MFD_UUID_LEN];
 	uint64_t features;
+	uint32_t batch_pages;		/* what the source puts in a packet */
+	const struct mfd__codec_ops *codec;
+};
 
-	struct mfd__errbox errbox;
-	struct mfd__pool *pool;			/* created by run(); owned by the run thread;
-						 * published and retired under lock */
-	struct mfd__wstate *ws;			/* nws entries; published under lock */
-	unsigned nws;
+enum mfd__track_kind { MFD_TRACK_NONE, MFD_TRACK_UFFD, MFD_TRACK_KVM, MFD_TRACK_MANUAL };
 
-	/* Incoming: source block id -> local block index, and the limits for RAM packets. */
-	uint32_t *map;
-	uint64_t *src_len;
-	struct mfd__ram_limits limits;
-
-	uint64_t digest;			/* atomic: sum of page digests (verify) */
-	/* Live migration, outgoing.  Set before run, then owned by the run thread, except: `dirty`
-	 * bitmaps are written by the run thread between pool barriers and read by workers during a
-	 * round (the pool's lock orders the two); the tracker's mark() is thread-safe. */
-	enum mfd__track_kind track_kind;
-	int kvm_fd;
+/* Dirty tracking (live migration, live save).  The choice is made before connect/open; the
+ * tracker and the per-block bitmaps are created by the run thread (a manual tracker at
+ * mfd_session_track_manual, so that marks work from the start: its mark() is thread-safe).
+ * The bitmaps are the RAM transfer's `dirty` (see payload/ram_pages.h for who reads them). */
+struct mfd__tracking {
+	enum mfd__track_kind kind;
+	int kvm_fd;			/* the VMM's; not ours to close */
 	struct mfd_kvm_slot *kvm_slots;
 	unsigned kvm_nslots;
 	struct mfd__tracker *tracker;
-	uint64_t **dirty;			/* per block: pages to send this round */
-	struct mfd_callbacks cb;
-	struct mfd__converge_cfg conv_cfg;
-	struct mfd__ratelimit rate;
-	struct mfd__devices devices;		/* both roles */
-	uint64_t device_max;			/* incoming bound (MFD_OPT_DEVICE_MAX_BYTES) */
-	struct mfd__test_knobs knobs;
-
-	/* Snapshots (MFD_SAVE, MFD_RESTORE): options set before mfd_session_open_file, then
-	 * read-only; `snap` is set by open_file (run thread only afterwards; migrate/snapshot.h). */
-	bool direct_io;
-	bool lazy;
-	struct mfd__snapshot *snap;
-	uint64_t st_file_bytes;			/* atomic (stats only) */
-	uint64_t st_ready_ms;			/* atomic (stats only) */
-
-	/* Incoming: receivers meet at every SYNC marker (the ordering guarantee). */
-	struct mfd__barrier barrier;
-	bool barrier_ready;
-
-	/* Live statistics, atomic (written by the run thread, read by any). */
-	uint64_t st_rounds, st_syncs, st_remaining, st_dirty_rate, st_bandwidth, st_expected_dt;
-	uint64_t st_downtime_ms, st_eta_ms, st_device_bytes;
-	unsigned st_throttle, st_throttle_max;
-
-	uint64_t main_tx_seq;			/* atomic: packets sent on the main channel */
-	uint64_t main_rx_seq;			/* atomic: packets received on the main channel */
-
-	int status;				/* atomic: enum mfd_status */
-	uint64_t t_start_ns;			/* atomic (stats read it from any thread) */
-	uint64_t t_setup_ns;			/* atomic */
-	uint64_t t_end_ns;			/* atomic */
-	bool verified;				/* atomic */
+	uint64_t **dirty;		/* per block */
 };
 
-/* Shared helpers (session.c). */
-void mfd__session_set_status(struct mfd_session *s, int status);
-/* Record the error (first wins), tell the peer with an ERROR record on the main channel (once),
- * shut every channel down and stop the pool.  Any thread.  Returns code. */
+/* Statistics written by the run thread (and the roles' threads) and read by any thread:
+ * every field atomic, stats only (relaxed loads and stores; nothing is ordered by them). */
+struct mfd__live_stats {
+	int status;			/* enum mfd_status; release/acquire: the state it
+					 * publishes (digest, downtime) is stored before it */
+	uint64_t t_start_ns, t_setup_ns, t_end_ns;
+	uint64_t rounds, syncs, remaining, dirty_rate, bandwidth, expected_dt;
+	uint64_t downtime_ms, eta_ms, device_bytes, file_bytes, ready_ms;
+	unsigned throttle, throttle_max;
+	bool verified;
+};
+
+/* A role: what a session of that role does at each step of the public API.  A step a role does
+ * not have is NULL (the public call then fails with MFD_ESTATE). */
+struct mfd__role_ops {
+	const char *name;		/* for messages: "migration", "save", "restore" */
+	bool trackable;			/* can run live with a dirty tracker */
+	int (*connect)(struct mfd_session *s, const char *uri, struct mfd_error *err);
+	int (*listen)(struct mfd_session *s, const char *uri, struct mfd_error *err);
+	/* path, or (path NULL) the descriptors fd and direct_fd (which it then owns). */
+	int (*open)(struct mfd_session *s, const char *path, int fd, int direct_fd,
+		    struct mfd_error *err);
+	int (*local_uri)(struct mfd_session *s, char *buf, size_t len);
+	int (*run)(struct mfd_session *s, struct mfd_error *err);
+	void (*free)(struct mfd_session *s);	/* role-private state; NULL-safe on s->priv */
+};
+
+/* roles.c: the table, indexed by enum mfd_role; NULL for an unknown role. */
+const struct mfd__role_ops *mfd__role_find(enum mfd_role role);
+
+struct mfd_session {
+	enum mfd_role role_id;			/* read-only */
+	const struct mfd__role_ops *role;	/* read-only */
+	struct mfd__opts opt;
+	struct mfd__nego nego;
+
+	/* Registered before connect/listen/open, then read-only (the RAM registry's `received`
+	 * bitmaps are the destination workers', atomic bits). */
+	struct mfd__ram ram;
+	struct mfd__devices devices;
+	struct mfd_callbacks cb;		/* copied by mfd_session_set_callbacks */
+	struct mfd__tracking track;
+	struct mfd__ratelimit rate;		/* its own lock; rate set before the run */
+
+	/* The payload table and the RAM transfer state: set up by the run thread before the
+	 * pool starts, then read-only but for the atomics and bitmaps ram_pages.h names. */
+	struct mfd__payloads payloads;
+	uint16_t ram_payload;			/* the RAM pages' index in the table */
+	struct mfd__ram_xfer ramx;
+
+	/* Shared run-time machinery. */
+	pthread_mutex_t lock;			/* protects the fields below up to `pool` */
+	struct mfd__chan *chan[MFD_MAX_CHANNELS + 1];	/* [0] main: slots published under lock;
+							 * each channel then used by its owner */
+	unsigned nchan;				/* main + data channels in use */
+	bool canceled;				/* mfd_session_cancel was called */
+	bool started;				/* run() entered */
+	bool stopping;				/* the failure path began */
+	bool committed;				/* the destination committed: later failures and
+						 * cancels change nothing */
+	bool main_ready;			/* main channel handshaken: ERROR records may go */
+	struct mfd__chan *admitting;		/* incoming: a channel whose hello is being read,
+						 * so a failure can shut it down */
+	struct mfd__pool *pool;			/* created and destroyed by the run thread;
+						 * published and retired under lock */
+	struct mfd__worker *workers;		/* nworkers; published under lock before the pool
+						 * starts; each used by its own worker thread */
+	unsigned nworkers;
+
+	pthread_mutex_t main_tx_lock;		/* serialises sends on the main channel */
+	uint64_t main_tx_seq;			/* protected by main_tx_lock */
+	uint64_t main_rx_seq;			/* the one thread reading the main channel (the
+						 * run thread, or the outgoing reader once it runs) */
+	int cancel_fd;				/* eventfd, readable once canceled; read-only */
+	struct mfd__errbox errbox;		/* first error wins; its own lock (a leaf) */
+
+	struct mfd__stream *stream;		/* stream.c: the markers' and receivers' state;
+						 * created by the run thread before the workers,
+						 * published under lock */
+	void *priv;				/* the role's private state (its .c says) */
+	struct mfd__live_stats st;
+};
+
+/* ---- shared machinery (runtime.c) ------------------------------------------------------------ */
+
+static inline void mfd__session_set_status(struct mfd_session *s, int status)
+{
+	__atomic_store_n(&s->st.status, status, __ATOMIC_RELEASE);
+}
+#define MFD_ST_SET(s, field, v) __atomic_store_n(&(s)->st.field, (v), __ATOMIC_RELAXED)
+#define MFD_ST_GET(s, field) __atomic_load_n(&(s)->st.field, __ATOMIC_RELAXED)
+#define MFD_ST_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)
+
+bool mfd__session_canceled(struct mfd_session *s);
+/* Options may still change: nothing connected, listened, opened or run yet. */
+bool mfd__session_configurable(struct mfd_session *s);
+/* Record the error (first wins), tell the peer with an ERROR record on the main channel (once,
+ * best effort), shut every channel down and stop the pool.  Any thread.  Returns code.  After
+ * the commit it records nothing: what fails then is teardown. */
 int mfd__session_fail(struct mfd_session *s, int code, int chan, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-/* Send a packet on the main channel (serialised with the error path). */
-int mfd__session_send_main(struct mfd_session *s, uint8_t type, const void *meta, uint32_t len);
+/* Record a local error struct (first wins) and fail with its code. */
+int mfd__session_fail_err(struct mfd_session *s, const struct mfd_error *e);
 void mfd__session_shutdown_all(struct mfd_session *s);
-bool mfd__session_canceled(struct mfd_session *s);
-int mfd__session_add_chan(struct mfd_session *s, unsigned id, int fd);
-int mfd__session_alloc_workers(struct mfd_session *s, unsigned n);
-int mfd__session_start_pool(struct mfd_session *s, unsigned workers, mfd__pool_fn fn);
-int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err);
-/* Digest every page of every block with the pool (both sides compute it the same way). */
-int mfd__session_digest(struct mfd_session *s, const uint32_t *order, uint32_t n);
-int mfd__job_digest(struct mfd_session *s, const struct mfd__job *j);
-
-void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k);
 /* Mark the migration committed (see `committed`). */
 void mfd__session_commit(struct mfd_session *s);
+bool mfd__session_committed(struct mfd_session *s);
 /* Is this the kind of error a vanished or failing peer causes locally?  The peer's own ERROR
  * record, when one arrives, names the real cause and replaces it. */
 bool mfd__transport_error(int code);
 /* Record a peer's error: it replaces a local transport error (the echo of the peer's failure). */
 void mfd__session_peer_error(struct mfd_session *s, const struct mfd_error *e);
 
-/* Packets on a channel. */
-int mfd__send_packet(struct mfd__chan *c, uint64_t *seq, uint8_t type, uint32_t round,
-		     const void *meta, uint32_t meta_len, struct mfd__errbox *eb);
-/* Read one main-channel packet: header + meta into meta (MFD_PROTO_MAX_META bytes).  Only DEVICE
- * packets may carry data, which the caller then reads (h->data_len bytes). */
-int mfd__recv_packet(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, uint8_t *meta,
-		     struct mfd_error *err);
+/* Publish channel c in slot id (the session owns it from here; shut down at once if the session
+ * was canceled meanwhile).  Installs the test hook. */
+void mfd__session_add_chan(struct mfd_session *s, unsigned id, struct mfd__chan *c);
+/* Register a payload (before the workers start).  Returns its index or a negative code. */
+int mfd__session_add_payload(struct mfd_session *s, const struct mfd__payload_ops *ops, void *ctx);
+/* Create n workers on data channels 1..n (payload states, codec instances, scratch) and the
+ * pool that runs their jobs.  0 or a negative code. */
+int mfd__session_start_workers(struct mfd_session *s, unsigned n, struct mfd_error *err);
+/* Stop and join the workers, settle the result (after the commit nothing fails) and the
+ * status.  Every run ends here.  Returns the result. */
+int mfd__session_finish(struct mfd_session *s, int rc, struct mfd_error *err);
 
-/* Precopy rounds (rounds.c), shared by live migration and live save. */
-struct mfd__rounds_ops {
-	int (*submit)(struct mfd_session *s, uint32_t round);	/* queue round `round`'s work */
-	uint64_t (*progress)(struct mfd_session *s);	/* bytes moved so far (bandwidth) */
-	const char *verb;					/* for messages: "sending" */
+/* A packet on the main channel, serialised with every other sender of it. */
+int mfd__session_send_main(struct mfd_session *s, uint8_t type, const void *meta, uint32_t len);
+int mfd__session_send_main_buf(struct mfd_session *s, uint8_t type, const void *meta,
+			       uint32_t len, const void *data, uint32_t data_len);
+
+void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k);
+
+
+/* ---- the stream (stream.c): what the outgoing and incoming roles share -------------------- */
+
+/* Register the stream's payloads: RAM pages, and the SYNC and EOS markers (whose receivers
+ * keep the ordering barrier); incoming also the data-channel receiver. */
+int mfd__stream_add_payloads(struct mfd_session *s, bool incoming);
+/* Queue a marker on every worker's channel, behind the jobs queued before it. */
+int mfd__stream_sync(struct mfd_session *s, uint32_t round);
+int mfd__stream_eos(struct mfd_session *s, uint32_t round);
+/* Incoming: n workers on the data channels, their barrier, and a receiver job on each. */
+int mfd__stream_start_receivers(struct mfd_session *s, unsigned n, struct mfd_error *err);
+/* Break the receivers' barrier (the failure path); any thread. */
+void mfd__stream_abort(struct mfd_session *s);
+void mfd__stream_free(struct mfd_session *s);
+/* The next main-channel packet other than PING (the run thread, or the outgoing reader).  An
+ * ERROR record becomes the peer's error ("<peer> failed: <reason>"), in err and replacing a
+ * local transport error in the session's errbox; its code is returned.  Silence for the
+ * channel's timeout is -ETIMEDOUT ("<peer> silent for N ms"). */
+int mfd__stream_recv_main(struct mfd_session *s, const char *peer, struct mfd__pkt_hdr *h,
+			  uint8_t *meta, struct mfd_error *err);
+/* Wire bytes sent on the data channels so far (bandwidth). */
+uint64_t mfd__stream_bytes_sent(struct mfd_session *s);
+
+/* ---- the precopy driver (rounds.c), shared by live migration and live save ------------------- */
+
+/* What differs between a stream and a file at the ends of a precopy. */
+struct mfd__sink_ops {
+	const char *verb;			/* for messages: "sending", "saving" */
+	uint8_t job_verb;			/* what workers do with pages: SEND, STORE */
+	/* After the workers started, before tracking: the stream sends the block table. */
+	int (*begin)(struct mfd_session *s, struct mfd_error *err);
+	/* After a (non-final) round's jobs: the stream queues SYNC markers.  NULL: nothing. */
+	int (*end_round)(struct mfd_session *s, uint32_t round);
+	/* Bytes moved so far, for the bandwidth estimate. */
+	uint64_t (*progress)(struct mfd_session *s);
+	/* With the final round queued: device states, then everything to the end (drain,
+	 * digest, the stream's END and COMMIT, the file's metadata).  rounds: passes made. */
+	int (*finish)(struct mfd_session *s, uint32_t rounds, struct mfd_error *err);
+	/* Every run, after a failure was recorded (rc < 0) or finish succeeded: settle.  The
+	 * stream joins its reader and may turn a late failure into success if the destination
+	 * committed; the file removes its temporary.  Returns the result. */
+	int (*conclude)(struct mfd_session *s, int rc);
 };
-int mfd__rounds_start_tracking(struct mfd_session *s, struct mfd_error *err);
-/* The pages written since the last sync into s->dirty (cleared first unless `keep`, which merges
- * a final sync into a set not yet sent); *bytes: the dirty total. */
-int mfd__rounds_dirty_sync(struct mfd_session *s, bool keep, uint64_t *bytes, struct mfd_error *err);
-void mfd__rounds_set_throttle(struct mfd_session *s, unsigned pct);
-/* Iterate rounds until the convergence controller says switch over (0) or fail (< 0).  *round:
- * the rounds done, i.e. the round whose pages s->dirty now holds (not yet sent). */
-int mfd__rounds_precopy(struct mfd_session *s, const struct mfd__rounds_ops *ops, uint32_t *round,
-			struct mfd_error *err);
-/* Switchover: stop the guest (cb.stop; *stopped once it did, so failure paths resume it) and
- * merge the final dirty sync into the set still to send. */
-int mfd__rounds_stop(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped,
-		     struct mfd_error *err);
 
-int mfd__outgoing_run(struct mfd_session *s, struct mfd_error *err);
-int mfd__outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_error *err);
-int mfd__incoming_run(struct mfd_session *s, struct mfd_error *err);
-/* Snapshots (save.c, restore.c, snapshot.c). */
-int mfd__save_run(struct mfd_session *s, struct mfd_error *err);
-int mfd__restore_run(struct mfd_session *s, struct mfd_error *err);
-void mfd__snapshot_free(struct mfd_session *s);
+/* The whole run of a source or a save; the error's details go to the session's errbox. */
+int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink);
+/* The digest of all RAM with the pool, in the local order (source, save). */
+int mfd__precopy_digest(struct mfd_session *s);
+void mfd__tracking_free(struct mfd_session *s);
+
+/* ---- the roles (outgoing.c, incoming.c, save.c, restore.c) ------------------------------------ */
+extern const struct mfd__role_ops mfd__role_outgoing, mfd__role_incoming, mfd__role_save,
+	mfd__role_restore;
 
 #endif

@@ -1,5 +1,6 @@
 /* payload/ram_batch — see ram_batch.h. */
 #include <string.h>
+#include "core/err.h"
 #include "core/util.h"
 #include "payload/ram_batch.h"
 
@@ -158,4 +159,57 @@ void mfd__ram_batch_mark_received(const struct mfd__ram_batch *b, uint32_t page_
 	}
 	if (mask)
 		__atomic_fetch_or(&received[word], mask, __ATOMIC_RELAXED);
+}
+
+uint32_t mfd__ram_meta_encode(uint8_t *m, const struct mfd__ram_batch *b)
+{
+	uint32_t n = mfd__ram_batch_pages(b);
+	mfd__put32(m, b->block_id);
+	mfd__put32(m + 4, b->normal);
+	mfd__put32(m + 8, b->zero);
+	mfd__put32(m + 12, 0);
+	for (uint32_t i = 0; i < n; i++)
+		mfd__put64(m + MFD_RAM_META_FIXED + 8 * i, b->offsets[i]);
+	return MFD_RAM_META_FIXED + 8 * n;
+}
+
+int mfd__ram_meta_decode(const uint8_t *m, uint32_t meta_len, uint32_t data_len,
+			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
+			 struct mfd_error *err)
+{
+	if (meta_len < MFD_RAM_META_FIXED)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes", meta_len);
+	b->block_id = mfd__get32(m);
+	b->normal = mfd__get32(m + 4);
+	b->zero = mfd__get32(m + 8);
+	if (mfd__get32(m + 12))
+		return mfd__err_set(err, MFD_EFEATURE, chan, "reserved RAM meta bytes set");
+	if (b->block_id >= lim->nblocks)
+		return mfd__err_set(err, MFD_EBLOCK, chan, "block id %u of %u", b->block_id,
+				    lim->nblocks);
+	/* Each count is bounded on its own first, so the sum cannot wrap. */
+	if (b->normal > lim->max_pages || b->zero > lim->max_pages ||
+	    b->normal + b->zero > lim->max_pages || b->normal + b->zero == 0)
+		return mfd__err_set(err, MFD_EPAGES, chan, "%u normal + %u zero pages, bound %u",
+				    b->normal, b->zero, lim->max_pages);
+	uint32_t n = b->normal + b->zero;
+	if (meta_len != MFD_RAM_META_FIXED + 8 * n)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes for %u pages",
+				    meta_len, n);
+	if ((uint64_t)data_len != (uint64_t)b->normal * lim->page_size)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "data of %u bytes for %u pages",
+				    data_len, b->normal);
+	uint64_t len = lim->block_len[b->block_id];
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = mfd__get64(m + MFD_RAM_META_FIXED + 8 * i);
+		if (off & (lim->page_size - 1))
+			return mfd__err_set(err, MFD_EALIGN, chan, "offset 0x%llx in block %u",
+					    (unsigned long long)off, b->block_id);
+		if (off >= len || len - off < lim->page_size)
+			return mfd__err_set(err, MFD_ERANGE, chan,
+					    "offset 0x%llx in block %u of 0x%llx bytes",
+					    (unsigned long long)off, b->block_id, (unsigned long long)len);
+		b->offsets[i] = off;
+	}
+	return 0;
 }

@@ -47,6 +47,25 @@ int mfd__ram_batch_iov(const struct mfd__ram_batch *b, uint8_t *host, uint32_t p
 void mfd__ram_batch_apply_zero(const struct mfd__ram_batch *b, uint8_t *host, uint32_t page_size,
 			       uint64_t *received);
 
+/* ---- the RAM packet's meta (docs/format.md, "RAM") ---------------------------------------- */
+#define MFD_RAM_META_FIXED 16u
+
+/* What a receiver knows to validate RAM packets: set when the block table is accepted. */
+struct mfd__ram_limits {
+	uint32_t nblocks;
+	uint32_t page_size;
+	uint32_t max_pages;		/* negotiated batch bound */
+	const uint64_t *block_len;	/* nblocks lengths in bytes */
+};
+
+/* u32 block, u32 normal, u32 zero, u32 reserved, u64 offsets[normal + zero].  Encode returns the
+ * meta length; decode checks every field against lim (and data_len against the normal pages)
+ * and reports the exact MFD_E* code naming channel chan. */
+uint32_t mfd__ram_meta_encode(uint8_t *meta, const struct mfd__ram_batch *b);
+int mfd__ram_meta_decode(const uint8_t *meta, uint32_t meta_len, uint32_t data_len,
+			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
+			 struct mfd_error *err);
+
 /* Destination: mark the normal pages of the batch received (atomic; channels share words). */
 void mfd__ram_batch_mark_received(const struct mfd__ram_batch *b, uint32_t page_size,
 				  uint64_t *received);

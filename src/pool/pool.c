@@ -41,8 +41,12 @@ static bool set_failed_locked(struct mfd__pool *p, int code)
 	p->failed = true;
 	p->fail_code = code;
 	for (unsigned i = 0; i < p->cfg.workers; i++) {
-		p->w[i].count = 0;	/* drop queued jobs */
-		pthread_cond_signal(&p->w[i].wake);
+		struct worker *w = &p->w[i];
+		for (unsigned k = 0; p->cfg.drop && k < w->count; k++)
+			p->cfg.drop(p->cfg.owner, w->ring + (size_t)((w->head + k) % p->cfg.queue_depth) *
+							    p->cfg.job_size);
+		w->count = 0;	/* drop queued jobs */
+		pthread_cond_signal(&w->wake);
 	}
 	pthread_cond_broadcast(&p->space);
 	return true;

@@ -5,7 +5,7 @@
  * targets one worker (e.g. a SYNC marker that must travel on every channel, in order after the
  * jobs queued before it).  sync() is a barrier: it returns when every queue is empty and every
  * worker idle.  The first job that fails records its error, stops every worker (queued jobs are
- * dropped), and calls on_fail once so the owner can unblock workers stuck in I/O; submit/sync
+ * dropped, each handed to drop() so that what it owns is released), and calls on_fail once so the owner can unblock workers stuck in I/O; submit/sync
  * then return that error.  destroy() joins every thread. */
 #ifndef MFD_POOL_H
 #define MFD_POOL_H
@@ -24,7 +24,10 @@ struct mfd__pool_cfg {
 	size_t job_size;		/* bytes copied per job */
 	unsigned queue_depth;		/* jobs per worker queue, >= 1 */
 	mfd__pool_fn fn;
-	void *owner;			/* passed to fn and on_fail */
+	/* A queued job that will never run (the pool failed): release what it owns.  Called
+	 * with the pool's lock held, so it must only free memory.  May be NULL. */
+	void (*drop)(void *owner, void *job);
+	void *owner;			/* passed to fn, drop and on_fail */
 	void (*on_fail)(void *owner);	/* called once, from the failing thread, without locks */
 	struct mfd__errbox *errbox;	/* the owner's shared first-error record */
 };

@@ -73,8 +73,6 @@ int mfd__hello_decode(const uint8_t *b, size_t len, struct mfd__hello *h, struct
 	if (h->features & ~MFD_FEAT_KNOWN)
 		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "features 0x%llx",
 				    (unsigned long long)(h->features & ~MFD_FEAT_KNOWN));
-	if (h->codec != 0)
-		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "codec %u", h->codec);
 	if (b[41] || b[42] || b[43] || !all_zero(b + 48, 12))
 		return mfd__err_set(err, MFD_EFEATURE, h->channel_id, "reserved handshake bytes set");
 	return 0;
@@ -124,7 +122,7 @@ static bool known_type(uint8_t t)
 	case MFD_PKT_DEVICE: case MFD_PKT_PING:
 		return true;
 	}
-	return false;
+	return t >= MFD_PKT_PRIVATE_FIRST;
 }
 
 void mfd__pkt_hdr_encode(uint8_t b[MFD_PKT_HDR_LEN], const struct mfd__pkt_hdr *h, const void *meta)
@@ -164,7 +162,8 @@ int mfd__pkt_hdr_decode(const uint8_t b[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr *h
 	if (h->data_len > MFD_PROTO_MAX_DATA)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u over %u", h->data_len,
 				    MFD_PROTO_MAX_DATA);
-	if (h->type != MFD_PKT_RAM && h->type != MFD_PKT_DEVICE && h->data_len != 0)
+	if (h->type != MFD_PKT_RAM && h->type != MFD_PKT_DEVICE && h->type < MFD_PKT_PRIVATE_FIRST &&
+	    h->data_len != 0)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u on packet type %u",
 				    h->data_len, h->type);
 	return 0;
@@ -178,59 +177,6 @@ int mfd__pkt_check(const uint8_t hdr[MFD_PKT_HDR_LEN], const void *meta, uint32_
 		crc = mfd__crc32c(crc, meta, meta_len);
 	if (crc != mfd__get32(hdr + 28))
 		return mfd__err_set(err, MFD_ECHECKSUM, chan, "packet header");
-	return 0;
-}
-
-uint32_t mfd__ram_meta_encode(uint8_t *m, const struct mfd__ram_batch *b)
-{
-	uint32_t n = mfd__ram_batch_pages(b);
-	mfd__put32(m, b->block_id);
-	mfd__put32(m + 4, b->normal);
-	mfd__put32(m + 8, b->zero);
-	mfd__put32(m + 12, 0);
-	for (uint32_t i = 0; i < n; i++)
-		mfd__put64(m + MFD_RAM_META_FIXED + 8 * i, b->offsets[i]);
-	return MFD_RAM_META_FIXED + 8 * n;
-}
-
-int mfd__ram_meta_decode(const uint8_t *m, uint32_t meta_len, uint32_t data_len,
-			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
-			 struct mfd_error *err)
-{
-	if (meta_len < MFD_RAM_META_FIXED)
-		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes", meta_len);
-	b->block_id = mfd__get32(m);
-	b->normal = mfd__get32(m + 4);
-	b->zero = mfd__get32(m + 8);
-	if (mfd__get32(m + 12))
-		return mfd__err_set(err, MFD_EFEATURE, chan, "reserved RAM meta bytes set");
-	if (b->block_id >= lim->nblocks)
-		return mfd__err_set(err, MFD_EBLOCK, chan, "block id %u of %u", b->block_id,
-				    lim->nblocks);
-	/* Each count is bounded on its own first, so the sum cannot wrap. */
-	if (b->normal > lim->max_pages || b->zero > lim->max_pages ||
-	    b->normal + b->zero > lim->max_pages || b->normal + b->zero == 0)
-		return mfd__err_set(err, MFD_EPAGES, chan, "%u normal + %u zero pages, bound %u",
-				    b->normal, b->zero, lim->max_pages);
-	uint32_t n = b->normal + b->zero;
-	if (meta_len != MFD_RAM_META_FIXED + 8 * n)
-		return mfd__err_set(err, MFD_ELENGTH, chan, "RAM meta of %u bytes for %u pages",
-				    meta_len, n);
-	if ((uint64_t)data_len != (uint64_t)b->normal * lim->page_size)
-		return mfd__err_set(err, MFD_ELENGTH, chan, "data of %u bytes for %u pages",
-				    data_len, b->normal);
-	uint64_t len = lim->block_len[b->block_id];
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t off = mfd__get64(m + MFD_RAM_META_FIXED + 8 * i);
-		if (off & (lim->page_size - 1))
-			return mfd__err_set(err, MFD_EALIGN, chan, "offset 0x%llx in block %u",
-					    (unsigned long long)off, b->block_id);
-		if (off >= len || len - off < lim->page_size)
-			return mfd__err_set(err, MFD_ERANGE, chan,
-					    "offset 0x%llx in block %u of 0x%llx bytes",
-					    (unsigned long long)off, b->block_id, (unsigned long long)len);
-		b->offsets[i] = off;
-	}
 	return 0;
 }
 

@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include "core/util.h"
 #include "multifd.h"
-#include "payload/ram_batch.h"
 
 #define MFD_PROTO_VERSION 1
 #define MFD_PROTO_MIN_VERSION 1
@@ -24,11 +23,8 @@
 #define MFD_ACCEPT_LEN 32
 #define MFD_PKT_HDR_LEN 32
 
-#define MFD_MIN_PAGE_SIZE 4096u
-#define MFD_MAX_PAGE_SIZE 65536u
 #define MFD_PROTO_MAX_META (128u * 1024u)
 #define MFD_PROTO_MAX_DATA (MFD_MAX_BATCH_PAGES * MFD_MAX_PAGE_SIZE)
-#define MFD_RAM_META_FIXED 16u
 
 /* Feature bits negotiated in the handshake. */
 #define MFD_FEAT_VERIFY 0x1ull	/* END and COMMIT carry digests */
@@ -43,7 +39,7 @@ struct mfd__hello {
 	uint16_t channel_count;		/* main + data channels */
 	uint32_t page_size;
 	uint64_t features;
-	uint8_t codec;
+	uint8_t codec;			/* checked by the receiver against its codec table */
 	uint32_t batch_pages;		/* the most pages the sender puts in one packet */
 };
 
@@ -72,6 +68,10 @@ enum mfd__pkt_type {
 	MFD_PKT_ERROR = 20,	/* main, either way: the sender failed; code and message */
 	MFD_PKT_DEVICE = 21,	/* main: one device's state (meta: id; data: the state) */
 	MFD_PKT_PING = 22,	/* main, src -> dest: keepalive while the main channel is quiet */
+	/* 0xf0..0xff: private use.  Never sent by multifd itself; free for payloads an embedder
+	 * or a test registers on both sides.  The header decoder accepts them (with data); a
+	 * receiver that has no payload for the type refuses it (MFD_ETYPE). */
+	MFD_PKT_PRIVATE_FIRST = 0xf0,
 };
 
 /* Is code one a peer may legitimately report: -errno or one of ours? */
@@ -95,20 +95,6 @@ int mfd__pkt_hdr_decode(const uint8_t buf[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr 
 /* Check the checksum once the meta has been read. */
 int mfd__pkt_check(const uint8_t hdr[MFD_PKT_HDR_LEN], const void *meta, uint32_t meta_len,
 		   int chan, struct mfd_error *err);
-
-/* What a receiver knows to validate RAM packets: set when the block table is accepted. */
-struct mfd__ram_limits {
-	uint32_t nblocks;
-	uint32_t page_size;
-	uint32_t max_pages;		/* negotiated batch bound */
-	const uint64_t *block_len;	/* nblocks lengths in bytes */
-};
-
-/* RAM meta: u32 block, u32 normal, u32 zero, u32 reserved, u64 offsets[normal + zero]. */
-uint32_t mfd__ram_meta_encode(uint8_t *meta, const struct mfd__ram_batch *b);
-int mfd__ram_meta_decode(const uint8_t *meta, uint32_t meta_len, uint32_t data_len,
-			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
-			 struct mfd_error *err);
 
 /* ---- main-channel records ----------------------------------------------------------------- */
 struct mfd__block_desc {

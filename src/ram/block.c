@@ -4,7 +4,6 @@
 #include <string.h>
 #include "core/err.h"
 #include "core/util.h"
-#include "proto/proto.h"
 #include "ram/block.h"
 
 int mfd__ram_add(struct mfd__ram *r, const char *name, void *host, uint64_t len,
