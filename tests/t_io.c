@@ -5,6 +5,7 @@
 #include <limits.h>
 #include "core/err.h"
 #include "core/io.h"
+#include <signal.h>
 #include "tutil.h"
 
 /* A fake transfer op that moves at most `chunk[k]` bytes on call k (cycling), fails with EINTR
@@ -224,11 +225,40 @@ static void test_socketpair_tiny_buffers(void)
 	free(dst);
 }
 
+/* A pipe whose reader is gone: the write fails with -EPIPE and the process lives, whatever its
+ * SIGPIPE disposition (here the default, which kills), and a SIGPIPE the caller had pending
+ * before stays pending (it is not ours to consume). */
+static void test_pipe_without_reader(void)
+{
+	CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+	int p[2];
+	CHECK(pipe(p) == 0);
+	close(p[0]);
+	char buf[100] = { 0 };
+	CHECK_CODE(mfd__io_write_fd(p[1], buf, sizeof(buf)), -EPIPE);
+	CHECK_CODE(mfd__io_write_fd(p[1], buf, sizeof(buf)), -EPIPE);
+	sigset_t set, pend;
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigpending(&pend);
+	CHECK(!sigismember(&pend, SIGPIPE));	/* ours were consumed */
+	raise(SIGPIPE);				/* the caller's own, blocked */
+	CHECK_CODE(mfd__io_write_fd(p[1], buf, sizeof(buf)), -EPIPE);
+	sigpending(&pend);
+	CHECK(sigismember(&pend, SIGPIPE));	/* still there */
+	int got = 0;
+	CHECK(sigwait(&set, &got) == 0 && got == SIGPIPE);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	close(p[1]);
+}
+
 int main(void)
 {
 	test_resume_inside_entries();
 	test_positional();
 	test_iov_max_split();
 	test_socketpair_tiny_buffers();
+	test_pipe_without_reader();
 	return t_done("t_io");
 }

@@ -225,11 +225,11 @@ static int match_blocks(struct mfd_session *s, const uint8_t *meta, uint32_t len
 		in->map[i] = (uint32_t)k;
 		in->src_len[i] = d[i].length;
 	}
-	s->ramx = (struct mfd__ram_xfer){
-		.ram = &s->ram, .errbox = &s->errbox, .map = in->map,
-		.limits = { .nblocks = n, .page_size = s->ram.page_size,
-			    .max_pages = s->nego.batch_pages, .block_len = in->src_len },
-	};
+	mfd__ram_xfer_setup(&s->ramx, &s->ram, &s->errbox, &s->rate, false, s->nego.batch_pages);
+	s->ramx.map = in->map;
+	s->ramx.limits = (struct mfd__ram_limits){ .nblocks = n, .page_size = s->ram.page_size,
+						   .max_pages = s->nego.batch_pages,
+						   .block_len = in->src_len };
 out:
 	free(d);
 	return rc;

@@ -304,9 +304,8 @@ static int outgoing_run(struct mfd_session *s, struct mfd_error *err)
 		return mfd__err_set(err, -ENOMEM, -1, "buffers");
 	}
 	s->priv = o;	/* run thread only until the reader starts */
-	s->ramx = (struct mfd__ram_xfer){ .ram = &s->ram, .errbox = &s->errbox, .rate = &s->rate,
-					  .zero_detect = s->opt.zero_detect,
-					  .batch_pages = s->nego.batch_pages };
+	mfd__ram_xfer_setup(&s->ramx, &s->ram, &s->errbox, &s->rate, s->opt.zero_detect,
+			    s->nego.batch_pages);
 	int rc = mfd__stream_add_payloads(s, false);
 	if (rc)
 		return mfd__err_set(err, rc, -1, "payloads");

@@ -100,8 +100,8 @@ int mfd__snapshot_open_workers(struct mfd_session *s, const char *path, int flag
 int mfd__snapshot_add_payload(struct mfd_session *s, const struct mfd__payload_ops *ops)
 {
 	struct mfd__snapshot *snap = s->priv;
-	s->ramx = (struct mfd__ram_xfer){ .ram = &s->ram, .errbox = &s->errbox, .rate = &s->rate,
-					  .zero_detect = s->opt.zero_detect };
+	mfd__ram_xfer_setup(&s->ramx, &s->ram, &s->errbox, &s->rate, s->opt.zero_detect,
+			    s->opt.batch_pages);
 	snap->rf.x = &s->ramx;
 	int rc = mfd__session_add_payload(s, ops, &snap->rf);
 	if (rc < 0)

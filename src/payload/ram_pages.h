@@ -36,6 +36,19 @@ struct mfd__ram_xfer {
 	uint64_t digest;
 };
 
+/* Set the transfer's configuration.  The counters are left alone: stats readers on other
+ * threads read them (atomically) at any time, so a plain struct assignment would race. */
+static inline void mfd__ram_xfer_setup(struct mfd__ram_xfer *x, struct mfd__ram *ram,
+				       struct mfd__errbox *errbox, struct mfd__ratelimit *rate,
+				       bool zero_detect, uint32_t batch_pages)
+{
+	x->ram = ram;
+	x->errbox = errbox;
+	x->rate = rate;
+	x->zero_detect = zero_detect;
+	x->batch_pages = batch_pages;
+}
+
 /* A RAM job's arguments (in struct mfd__job.args). */
 struct mfd__ram_job {
 	uint32_t block;		/* local block index */
