@@ -216,7 +216,10 @@ static void packet(const uint8_t *p, size_t size)
 	}
 	if (h.meta_len > MFD_PROTO_MAX_META || h.data_len > MFD_PROTO_MAX_DATA)
 		FAIL("meta %u / data %u over the bounds", h.meta_len, h.data_len);
-	if (h.type != MFD_PKT_RAM && h.type != MFD_PKT_DEVICE && h.data_len)
+	/* Data only where a type carries it: RAM, DEVICE, and the private-use types (whose
+	 * payload, if the receiver has one, checks its own). */
+	if (h.type != MFD_PKT_RAM && h.type != MFD_PKT_DEVICE && h.type < MFD_PKT_PRIVATE_FIRST &&
+	    h.data_len)
 		FAIL("data on packet type %u", h.type);
 	if (h.flags || mfd__get16(p + 6))
 		FAIL("flags or reserved header bytes accepted");

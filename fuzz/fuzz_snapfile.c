@@ -123,7 +123,10 @@ static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
 
 static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
 
-static void restore(int fd, const char *path, const struct mfd__snap_meta *m, bool lazy)
+/* bad_pages: verify found pages that do not match their checksums, so an eager restore must
+ * refuse the file for that reason (a lazy one reads no page). */
+static void restore(int fd, const char *path, const struct mfd__snap_meta *m, bool lazy,
+		    bool bad_pages)
 {
 	const struct mfd__snap_hdr *h = &m->hdr;
 	uint8_t *mem[MFD_MAX_BLOCKS] = { 0 };
@@ -156,6 +159,11 @@ static void restore(int fd, const char *path, const struct mfd__snap_meta *m, bo
 	int rc = mfd_session_open_file(s, path, &e);
 	if (rc == 0)
 		rc = mfd_session_run(s, &e);
+	if (!lazy && bad_pages) {
+		if (rc != MFD_ECHECKSUM)
+			FAIL("eager restore of a file with bad pages: %d (%s)", rc, e.msg);
+		goto out;
+	}
 	if (rc)
 		FAIL("restore (%s) of an accepted file: %s", lazy ? "lazy" : "eager", e.msg);
 	if (loads != h->ndevices)
@@ -180,6 +188,7 @@ static void restore(int fd, const char *path, const struct mfd__snap_meta *m, bo
 	}
 	free(page);
 	free(bm);
+out:
 	mfd_session_free(s);
 	for (uint32_t i = 0; i < h->nblocks; i++)
 		munmap(mem[i], m->blocks[i].len + m->blocks[i].page_size);
@@ -241,6 +250,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ri == 0 && (info.nblocks != mk.hdr.nblocks || !info.header_ok || !info.devices_ok))
 		FAIL("inspect of a valid file incomplete");
 	mfd_snapshot_info_free(&info);
+	/* verify: inspect's verdict, then every page against its checksum and the digest.  Its
+	 * page scrub reads where the (validated) table says: it must never fail otherwise. */
+	struct mfd_error ev;
+	mfd_error_clear(&ev);
+	int rv = mfd_snapshot_verify(path, &info, &ev);
+	if (rv)
+		check_err(&ev, rv);
+	if (ri && rv != ri)
+		FAIL("verify %d on a file inspect refused with %d", rv, ri);
+	if (ri == 0 && rv && rv != MFD_ECHECKSUM && rv != MFD_EVERIFY)
+		FAIL("verify failed with %d (%s) on a file inspect accepted", rv, ev.msg);
+	if (rv == 0 && info.page_checksums && info.pages_checked != info.pages_present)
+		FAIL("verify checked %llu of %llu pages", (unsigned long long)info.pages_checked,
+		     (unsigned long long)info.pages_present);
+	mfd_snapshot_info_free(&info);
 	if (rc == 0) {
 		check_meta(fd, &m);
 		uint32_t ps = m.blocks[0].page_size;
@@ -248,8 +272,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint32_t i = 0; i < m.hdr.nblocks; i++)
 			same_ps &= m.blocks[i].page_size == ps;
 		if (same_ps && m.hdr.mem_bytes <= MAX_RESTORE) {
-			restore(fd, path, &m, false);
-			restore(fd, path, &m, true);
+			restore(fd, path, &m, false, rv == MFD_ECHECKSUM);
+			restore(fd, path, &m, true, rv == MFD_ECHECKSUM);
 		}
 	}
 	mfd__snap_meta_free(&m);

@@ -47,6 +47,7 @@ struct shape {
 	size_t dev_len[3];
 	bool verify;
 	bool zero;		/* all pages zero */
+	bool no_sums;		/* saved without page checksums */
 };
 
 static void save(const struct shape *sh)
@@ -54,6 +55,7 @@ static void save(const struct shape *sh)
 	struct mfd_session *s = mfd_session_new(MFD_SAVE);
 	mfd_session_set(s, MFD_OPT_CHANNELS, 2);
 	mfd_session_set(s, MFD_OPT_VERIFY, sh->verify);
+	mfd_session_set(s, MFD_OPT_PAGE_CHECKSUMS, !sh->no_sums);
 	uint8_t *mem[3] = { 0 };
 	for (int i = 0; i < 3 && sh->len[i]; i++) {
 		mem[i] = mmap(NULL, sh->len[i] + 65536, PROT_READ | PROT_WRITE,
@@ -156,6 +158,7 @@ int main(int argc, char **argv)
 		{ "two-blocks-two-devices", 4096, { 16 * 4096, 13 * 4096 }, 2, { 100, 0 }, true, false },
 		{ "three-blocks-64k", 65536, { 65536, 3 * 65536, 2 * 65536 }, 1, { 9 }, false, false },
 		{ "all-zero", 4096, { 9 * 4096 }, 1, { 8 }, true, true },
+		{ "no-page-checksums", 4096, { 12 * 4096, 5 * 4096 }, 1, { 40 }, true, false, true },
 	};
 	size_t len;
 	uint8_t *f = NULL;

@@ -122,6 +122,9 @@ enum mfd_option {
 	/* Snapshots (MFD_SAVE, MFD_RESTORE); MFD_OPT_CHANNELS is then the number of workers: */
 	MFD_OPT_DIRECT_IO,	/* 1: page data with O_DIRECT, straight from/to the block memory (0) */
 	MFD_OPT_LAZY,		/* restore: 1 = map the file instead of reading it (0); see below */
+	MFD_OPT_PAGE_CHECKSUMS,	/* save: store a CRC-32C of every page (1); restore: check them
+				 * when the file has them (1; a lazy restore does not read
+				 * pages: see mfd_snapshot_verify) */
 };
 
 #define MFD_MAX_CHANNELS 64
@@ -398,6 +401,12 @@ struct mfd_snapshot_info {
 	struct mfd_snapshot_device *devices;	/* ndevices entries, owned by the info */
 	/* Checksum status of each part: 1 checked and good, 0 bad or not reached. */
 	bool header_ok, trailer_ok, blocks_ok, bitmaps_ok, devices_ok, metadata_ok;
+	bool page_checksums;		/* the file has a checksum for every present page */
+	/* mfd_snapshot_verify only: */
+	uint64_t pages_checked;		/* present pages read and checked against their checksum */
+	uint64_t pages_bad;		/* of those, pages that did not match */
+	bool pages_ok;			/* every page checked and good */
+	bool digest_ok;			/* the pages' digest equals the saved one */
 };
 
 /* Read and check a snapshot file without trusting it: every count, length, offset and checksum
@@ -409,6 +418,15 @@ struct mfd_snapshot_info {
 MFD_API int mfd_snapshot_inspect(const char *path, struct mfd_snapshot_info *info,
 				 struct mfd_error *err);
 MFD_API void mfd_snapshot_info_free(struct mfd_snapshot_info *info);
+
+/* mfd_snapshot_inspect, then every present page is read and checked against its checksum (a
+ * file saved with MFD_OPT_PAGE_CHECKSUMS), and the digest of all pages against the saved one (a
+ * file saved with MFD_OPT_VERIFY).  Memory stays bounded (pages are streamed).  The first bad
+ * page is the error (MFD_ECHECKSUM, naming its block, page and file offset); info counts them
+ * all.  It only reads the file, so it may run while a guest lazily restored from it runs: the
+ * background scrub a lazy restore's embedder can run to learn of a corrupt page. */
+MFD_API int mfd_snapshot_verify(const char *path, struct mfd_snapshot_info *info,
+				struct mfd_error *err);
 
 /* ---- utilities ------------------------------------------------------------------------- */
 

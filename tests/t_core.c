@@ -66,6 +66,18 @@ static void test_checksums(void)
 		CHECK_EQ(mfd__crc32c(0, buf, n), mfd__crc32c_sw(0, buf, n));
 	/* Incremental equals one-shot. */
 	CHECK_EQ(mfd__crc32c(mfd__crc32c(0, buf, 100), buf + 100, 200), mfd__crc32c(0, buf, 300));
+	/* Pages at once (interleaved), any count and order, equal one at a time. */
+	static uint8_t pages[11 * 4096];
+	for (size_t i = 0; i < sizeof(pages); i++)
+		pages[i] = (uint8_t)(i * 131 + (i >> 12));
+	uint64_t idx[9] = { 3, 0, 10, 7, 7, 1, 2, 9, 5 };
+	uint32_t sums[9];
+	for (size_t n = 0; n <= 9; n++) {
+		memset(sums, 0, sizeof(sums));
+		mfd__crc32c_pages(pages, 4096, idx, n, sums);
+		for (size_t i = 0; i < n; i++)
+			CHECK_EQ(sums[i], mfd__crc32c_sw(0, pages + idx[i] * 4096, 4096));
+	}
 
 	/* Digest: deterministic, seed- and content-sensitive. */
 	CHECK_EQ(mfd_digest(buf, 300, 1), mfd_digest(buf, 300, 1));

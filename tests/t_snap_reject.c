@@ -353,7 +353,16 @@ static void edits(void)
 		{ "block 0: bytes after the name", MFD_EBLOCKTABLE, e0 + 200, 1, 'x', false },
 		{ "block 0: name of 0 bytes", MFD_ELENGTH, e0 + 256, 2, 0, false },
 		{ "block 1: named like block 0", MFD_EBLOCKTABLE, e1 + 3, 1, '0', false },
-		{ "block 0: reserved bytes", MFD_EFEATURE, e0 + 310, 1, 1, false },
+		{ "block 0: reserved bytes", MFD_EFEATURE, e0 + 258, 1, 1, false },
+		{ "header: page checksums without the feature", MFD_EFEATURE, 8, 8,
+		  MFD_SNAP_FEAT_DIGEST, false },
+		{ "block 0: page checksums unaligned", MFD_EALIGN, e0 + 308, 8, 4, true },
+		{ "block 0: page checksums over the bitmaps", MFD_ERANGE, e0 + 308, 8,
+		  lay.blocks[0].bitmap_offset, false },
+		{ "block 1: page checksums over block 0's", MFD_ERANGE, e1 + 308, 8,
+		  lay.blocks[0].sums_offset, false },
+		{ "block 1: page checksums past the metadata", MFD_ERANGE, e1 + 308, 8,
+		  (h->meta_len + 7) & ~7ull, false },
 		{ "block 0: page size 3000", MFD_EPAGESIZE, e0 + 260, 4, 3000, false },
 		{ "block 0: page size 128 KiB", MFD_EPAGESIZE, e0 + 260, 4, 131072, false },
 		{ "block 0: length not a page multiple", MFD_ELENGTH, e0 + 264, 8, 100, true },
@@ -466,7 +475,8 @@ static void mismatches(void)
 	cpu.refuse = 1;
 	CHECK_CODE(restore_open(good, &ok, true, &e), -EBADMSG);
 	cpu.refuse = 0;
-	/* Page data is not checksummed: verify catches a change. */
+	/* Page data changed behind the metadata's back: an eager restore finds the page by its
+	 * checksum (and names it); a lazy one reads no page, and verify catches it. */
 	copy_file(good, work);
 	int fd = open(work, O_RDWR);
 	uint64_t off = lay.blocks[0].pages_offset + 2 * PS + 17;	/* a present page */
@@ -474,8 +484,12 @@ static void mismatches(void)
 	poke(fd, off, &v, 1);
 	close(fd);
 	ok.lazy = false;
-	CHECK_CODE(restore_open(work, &ok, false, &e), 0);
-	CHECK_CODE(restore_open(work, &ok, true, &e), MFD_EVERIFY);
+	ok.verify = false;
+	CHECK_CODE(restore_open(work, &ok, false, &e), 0);	/* open reads no page */
+	CHECK_CODE(restore_open(work, &ok, true, &e), MFD_ECHECKSUM);
+	CHECK(strstr(e.msg, "block 'ram0' page 2 ") != NULL);
+	ok.verify = true;
+	CHECK_CODE(restore_open(work, &ok, true, &e), MFD_ECHECKSUM);
 	ok.lazy = true;
 	CHECK_CODE(restore_open(work, &ok, true, &e), MFD_EVERIFY);
 	/* verify needs a saved digest */

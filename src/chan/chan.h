@@ -143,8 +143,14 @@ struct mfd__chan *mfd__chan_file_new(int fd, int id);
 /* Open path (flags | O_CLOEXEC, mode for O_CREAT) as channel id.  0 or a negative code. */
 int mfd__chan_file_open(const char *path, int flags, int id, struct mfd__chan **out,
 			struct mfd_error *err);
-/* Create a new file from a mkostemp template (its XXXXXX is replaced in place). */
+/* Create a new file from a template ending in XXXXXX (replaced in place), exclusively locked
+ * (flock) for as long as the channel lives, and locked before its name exists where the file
+ * system has O_TMPFILE. */
 int mfd__chan_file_create_temp(char *tmpl, int id, struct mfd__chan **out, struct mfd_error *err);
+/* Remove leftovers beside path: files named <basename of path><suffix>..., ours (same user),
+ * regular, that no live process holds locked (their writer died).  *removed: how many. */
+int mfd__file_remove_stale(const char *path, const char *suffix, unsigned *removed,
+			   struct mfd_error *err);
 /* A descriptor an embedder passed: check it is an open regular file with the access it needs
  * (MFD_FILE_NEED_*), then wrap it.  The channel owns fd from the call on, whatever happens.
  * which: "snapshot", "direct" (for messages). */

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -16,6 +18,7 @@
 #include "chan/chan.h"
 #include "core/err.h"
 #include "core/io.h"
+#include "core/util.h"
 
 static ssize_t file_readv(struct mfd__chan *c, const struct iovec *iov, int iovcnt, int64_t off)
 {
@@ -95,12 +98,99 @@ int mfd__chan_file_open(const char *path, int flags, int id, struct mfd__chan **
 	return wrap(fd, id, out, err);
 }
 
+/* Replace the trailing XXXXXX of tmpl with random letters. */
+static int fill_template(char *tmpl)
+{
+	size_t n = strlen(tmpl);
+	if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX"))
+		return -EINVAL;
+	uint8_t r[MFD_UUID_LEN];
+	int rc = mfd__uuid_generate(r);
+	if (rc)
+		return rc;
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+	for (int i = 0; i < 6; i++)
+		tmpl[n - 6 + i] = alphabet[r[i] % 32];
+	return 0;
+}
+
+/* The directory part of path ("." when it has none). */
+static void dir_of(const char *path, char *dir, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, len, ".");
+	else if (slash == path)
+		snprintf(dir, len, "/");
+	else
+		snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
 int mfd__chan_file_create_temp(char *tmpl, int id, struct mfd__chan **out, struct mfd_error *err)
 {
-	int fd = mkostemp(tmpl, O_CLOEXEC);
+	char dir[PATH_MAX], proc[64];
+	dir_of(tmpl, dir, sizeof(dir));
+	/* Locked before it has a name: an unnamed file (O_TMPFILE), locked, then linked under the
+	 * template's name.  mfd__file_remove_stale can then never take a file being written for
+	 * a leftover, since every such file is locked as long as its writer lives. */
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600), rc;
+	if (fd >= 0) {
+		flock(fd, LOCK_EX);	/* nobody else can see it yet */
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		for (int tries = 0;; tries++) {
+			if ((rc = fill_template(tmpl)))
+				break;
+			if (linkat(AT_FDCWD, proc, AT_FDCWD, tmpl, AT_SYMLINK_FOLLOW) == 0)
+				return wrap(fd, id, out, err);
+			rc = -errno;
+			if (rc != -EEXIST || tries == 100)
+				break;
+		}
+		close(fd);
+		if (rc != -ENOENT && rc != -EPERM && rc != -EXDEV)	/* no /proc, or not allowed */
+			return mfd__err_set(err, rc, id, "creating '%s'", tmpl);
+		memcpy(tmpl + strlen(tmpl) - 6, "XXXXXX", 6);
+	}
+	/* No O_TMPFILE here: named first, locked at once (a cleaner could see it in between). */
+	fd = mkostemp(tmpl, O_CLOEXEC);
 	if (fd < 0)
 		return mfd__err_set(err, -errno, id, "creating '%s'", tmpl);
+	flock(fd, LOCK_EX | LOCK_NB);
 	return wrap(fd, id, out, err);
+}
+
+int mfd__file_remove_stale(const char *path, const char *suffix, unsigned *removed,
+			   struct mfd_error *err)
+{
+	char dir[PATH_MAX], prefix[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	dir_of(path, dir, sizeof(dir));
+	snprintf(prefix, sizeof(prefix), "%s%s", slash ? slash + 1 : path, suffix);
+	size_t plen = strlen(prefix);
+	*removed = 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return mfd__err_set(err, -errno, -1, "listing '%s'", dir);
+	int dfd = dirfd(d);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, plen))
+			continue;
+		int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		struct stat a, b;
+		/* Ours (same user), a regular file, and not locked by a writer that still lives:
+		 * a leftover of a save that died.  Still the file its name says when removed. */
+		if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && a.st_uid == geteuid() &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    fstatat(dfd, e->d_name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino && unlinkat(dfd, e->d_name, 0) == 0)
+			(*removed)++;
+		close(fd);
+	}
+	closedir(d);
+	return 0;
 }
 
 int mfd__chan_file_adopt(int fd, unsigned need, const char *which, int id, struct mfd__chan **out,
@@ -195,13 +285,7 @@ int mfd__chan_file_map(struct mfd__chan *c, void *addr, size_t len, uint64_t off
 int mfd__file_sync_dir(const char *path, struct mfd_error *err)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	dir_of(path, dir, sizeof(dir));
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return mfd__err_set(err, -errno, -1, "opening directory '%s'", dir);

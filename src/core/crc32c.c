@@ -56,6 +56,50 @@ uint32_t mfd__crc32c(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
+#if defined(__x86_64__)
+/* Four independent pages at once: the crc32 instruction has a latency of three cycles and a
+ * throughput of one, so four interleaved streams keep it busy where one stream waits. */
+__attribute__((target("sse4.2"))) static void crc_hw_x4(const uint8_t *const p[4], size_t len,
+							 uint32_t out[4])
+{
+	uint64_t c0 = 0xffffffffu, c1 = c0, c2 = c0, c3 = c0;
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v0, v1, v2, v3;
+		memcpy(&v0, p[0] + i, 8);
+		memcpy(&v1, p[1] + i, 8);
+		memcpy(&v2, p[2] + i, 8);
+		memcpy(&v3, p[3] + i, 8);
+		c0 = _mm_crc32_u64(c0, v0);
+		c1 = _mm_crc32_u64(c1, v1);
+		c2 = _mm_crc32_u64(c2, v2);
+		c3 = _mm_crc32_u64(c3, v3);
+	}
+	out[0] = ~(uint32_t)c0;
+	out[1] = ~(uint32_t)c1;
+	out[2] = ~(uint32_t)c2;
+	out[3] = ~(uint32_t)c3;
+}
+#endif
+
+void mfd__crc32c_pages(const uint8_t *base, size_t page_size, const uint64_t *pages, size_t n,
+		       uint32_t *out)
+{
+	size_t i = 0;
+	pthread_once(&table_once, table_init);
+#if defined(__x86_64__)
+	if (use_hw && page_size % 8 == 0) {
+		for (; i + 4 <= n; i += 4) {
+			const uint8_t *p[4] = { base + pages[i] * page_size, base + pages[i + 1] * page_size,
+						base + pages[i + 2] * page_size,
+						base + pages[i + 3] * page_size };
+			crc_hw_x4(p, page_size, out + i);
+		}
+	}
+#endif
+	for (; i < n; i++)
+		out[i] = mfd__crc32c(0, base + pages[i] * page_size, page_size);
+}
+
 /* The table path, for tests that compare both implementations. */
 uint32_t mfd__crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {

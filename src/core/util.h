@@ -91,5 +91,8 @@ void mfd__uuid_format(const uint8_t id[MFD_UUID_LEN], char out[37]);
 /* ---- checksums and digest ------------------------------------------------------------ */
 uint32_t mfd__crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t mfd__crc32c_sw(uint32_t crc, const void *buf, size_t len);
+/* out[i] = mfd__crc32c(0, page pages[i] of base, page_size), for n pages, several at a time. */
+void mfd__crc32c_pages(const uint8_t *base, size_t page_size, const uint64_t *pages, size_t n,
+		       uint32_t *out);
 
 #endif

@@ -9,6 +9,19 @@ struct run {
 	uint64_t first, count;	/* pages */
 };
 
+/* CRC-32C of pages [first, first + count) of a block, several pages at a time. */
+static void sum_pages(const struct mfd__block *b, uint64_t first, uint64_t count, uint32_t *out)
+{
+	uint64_t idx[64];
+	for (uint64_t done = 0; done < count;) {
+		size_t n = (size_t)MFD_MIN(count - done, (uint64_t)MFD_ARRAY_SIZE(idx));
+		for (size_t i = 0; i < n; i++)
+			idx[i] = first + done + i;
+		mfd__crc32c_pages(b->host, b->page_size, idx, n, out + done);
+		done += n;
+	}
+}
+
 /* ---- save ------------------------------------------------------------------------------------ */
 
 static int write_run(struct mfd__worker *w, const struct mfd__ram_file *f, unsigned bi,
@@ -22,6 +35,11 @@ static int write_run(struct mfd__worker *w, const struct mfd__ram_file *f, unsig
 		return mfd__errbox_code(w->errbox);
 	struct iovec v = { b->host + r->first * ps, (size_t)len };
 	MFD_GUEST_READS_BEGIN();
+	/* A live guest may change a page between its checksum and its write: the tracker then
+	 * reports it and a later pass (at the latest the final one, guest stopped) writes both
+	 * again, so the file's last copy and its checksum agree. */
+	if (f->sums)
+		sum_pages(b, r->first, r->count, f->sums[bi] + r->first);
 	int rc = mfd__chan_pwritev(w->chan, &v, 1, (int64_t)(f->layout[bi].pages_offset + r->first * ps));
 	MFD_GUEST_READS_END();
 	if (rc)
@@ -93,6 +111,8 @@ static int store_span(struct mfd__worker *w, const struct mfd__payload *p, const
 			continue;	/* never written: already a hole */
 		/* Written in an earlier pass and zero now: it must read back as zero. */
 		__atomic_fetch_and(&present[pg / 64], ~(1ull << (pg % 64)), __ATOMIC_RELAXED);
+		if (f->sums)
+			f->sums[rj.block][pg] = 0;	/* absent pages have none */
 		if ((rc = extend(w, f, rj.block, &hole, pg, &ios, zero_run)))
 			return rc;
 	}
@@ -127,15 +147,37 @@ static int read_run(struct mfd__worker *w, const struct mfd__ram_file *f, const 
 		return mfd__errbox_code(w->errbox);	/* canceled or failed elsewhere */
 	if (mfd__ratelimit_wait(f->x->rate, count * ps, &w->errbox->code))
 		return mfd__errbox_code(w->errbox);
+	uint64_t off = f->layout[rj->tag].pages_offset + first * ps;
 	struct iovec v = { b->host + first * ps, (size_t)(count * ps) };
-	int rc = mfd__chan_preadv(w->chan, &v, 1, (int64_t)(f->layout[rj->tag].pages_offset + first * ps));
+	int rc = mfd__chan_preadv(w->chan, &v, 1, (int64_t)off);
 	if (rc) {
 		if (rc == MFD_ECLOSED)
 			rc = MFD_ETRUNC;
 		mfd__errbox_set(w->errbox, rc, w->chan_id, "reading %llu pages of block '%s' at page %llu",
 				(unsigned long long)count, b->name, (unsigned long long)first);
+		return rc;
 	}
-	return rc;
+	if (!f->sums)
+		return 0;
+	uint32_t got[64];
+	const uint32_t *want = f->sums[rj->block];
+	for (uint64_t done = 0; done < count;) {
+		uint64_t n = MFD_MIN(count - done, (uint64_t)MFD_ARRAY_SIZE(got));
+		sum_pages(b, first + done, n, got);
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t pg = first + done + i;
+			if (got[i] != want[pg]) {
+				mfd__errbox_set(w->errbox, MFD_ECHECKSUM, w->chan_id,
+						"block '%s' page %llu (file offset %llu): the page does "
+						"not match its checksum, the file is corrupt", b->name,
+						(unsigned long long)pg,
+						(unsigned long long)(off + (pg - first) * ps));
+				return MFD_ECHECKSUM;
+			}
+		}
+		done += n;
+	}
+	return 0;
 }
 
 static int load_span(struct mfd__worker *w, const struct mfd__payload *p, const struct mfd__job *j)

@@ -30,6 +30,11 @@ struct mfd__ram_file {
 	 * but they share words), read by the run thread after the pool's barrier.  Restore: the
 	 * file's bitmaps, read-only. */
 	uint64_t **present;
+	/* Per registered block, the CRC-32C of each page, or NULL without page checksums.  Save:
+	 * written by the workers for the pages they write (a pass's jobs never share a page), read
+	 * by the run thread after the pool's barrier.  Restore: the file's, read-only; every page
+	 * read is checked against it. */
+	uint32_t **sums;
 	uint64_t chunk_pages;		/* pages per job, read-only */
 };
 

@@ -65,6 +65,7 @@ void mfd__snap_block_encode(uint8_t b[MFD_SNAP_BLOCK_LEN], const struct mfd__sna
 	mfd__put64(b + 288, k->pages_offset);
 	mfd__put64(b + 296, k->present);
 	mfd__put32(b + 304, k->bitmap_crc);
+	mfd__put64(b + 308, k->sums_offset);
 	mfd__put32(b + 316, mfd__crc32c(0, b, 316));
 }
 
@@ -207,7 +208,7 @@ int mfd__snap_block_decode(const uint8_t b[MFD_SNAP_BLOCK_LEN], uint32_t index,
 		return mfd__err_set(err, MFD_ECHECKSUM, -1, "block table entry %u", index);
 	if ((rc = get_name(b, mfd__get16(b + 256), k->name, MFD_EBLOCKTABLE, "block", index, err)))
 		return rc;
-	if (mfd__get16(b + 258) || !all_zero(b + 308, 8))
+	if (mfd__get16(b + 258))
 		return mfd__err_set(err, MFD_EFEATURE, -1, "block '%s': reserved bytes set", k->name);
 	k->page_size = mfd__get32(b + 260);
 	k->len = mfd__get64(b + 264);
@@ -216,6 +217,7 @@ int mfd__snap_block_decode(const uint8_t b[MFD_SNAP_BLOCK_LEN], uint32_t index,
 	k->pages_offset = mfd__get64(b + 288);
 	k->present = mfd__get64(b + 296);
 	k->bitmap_crc = mfd__get32(b + 304);
+	k->sums_offset = mfd__get64(b + 308);
 	if (!mfd__is_pow2(k->page_size) || k->page_size < 4096 || k->page_size > 65536)
 		return mfd__err_set(err, MFD_EPAGESIZE, -1, "block '%s': page size %u", k->name,
 				    k->page_size);
@@ -230,6 +232,9 @@ int mfd__snap_block_decode(const uint8_t b[MFD_SNAP_BLOCK_LEN], uint32_t index,
 	if (k->bitmap_offset % 8)
 		return mfd__err_set(err, MFD_EALIGN, -1, "block '%s': bitmap at %llu", k->name,
 				    (unsigned long long)k->bitmap_offset);
+	if (k->sums_offset % 8)
+		return mfd__err_set(err, MFD_EALIGN, -1, "block '%s': page checksums at %llu", k->name,
+				    (unsigned long long)k->sums_offset);
 	if (k->pages_offset % MFD_SNAP_ALIGN)
 		return mfd__err_set(err, MFD_EALIGN, -1, "block '%s': pages at %llu, not on a 1 MiB "
 				    "boundary", k->name, (unsigned long long)k->pages_offset);
@@ -295,7 +300,7 @@ int mfd__snap_trailer_decode(const uint8_t b[MFD_SNAP_TRAILER_LEN], struct mfd__
 
 /* ---- layout and bitmaps ------------------------------------------------------------------- */
 
-void mfd__snap_layout(struct mfd__snap_block *b, uint32_t n, uint64_t *meta_len,
+void mfd__snap_layout(struct mfd__snap_block *b, uint32_t n, bool sums, uint64_t *meta_len,
 		      uint64_t *pages_end)
 {
 	uint64_t off = MFD_SNAP_HDR_LEN + (uint64_t)n * MFD_SNAP_BLOCK_LEN;
@@ -304,6 +309,11 @@ void mfd__snap_layout(struct mfd__snap_block *b, uint32_t n, uint64_t *meta_len,
 		b[i].bitmap_len = (b[i].npages + 7) / 8;
 		b[i].bitmap_offset = align_up(off, 8);
 		off = b[i].bitmap_offset + b[i].bitmap_len;
+	}
+	for (uint32_t i = 0; i < n; i++) {	/* the checksum areas follow every bitmap */
+		b[i].sums_offset = sums ? align_up(off, 8) : 0;
+		if (sums)
+			off = b[i].sums_offset + b[i].npages * 4;
 	}
 	*meta_len = off;
 	uint64_t p = align_up(off, MFD_SNAP_ALIGN);
@@ -457,6 +467,27 @@ static int read_blocks(struct mfd__chan *c, struct mfd__snap_meta *m, uint32_t *
 		pages_end = k->pages_offset + k->len;
 		mem += k->len;
 	}
+	/* Page checksums: after every bitmap, in block order, inside the metadata. */
+	bool sums = h->features & MFD_SNAP_FEAT_PAGE_CRC;
+	for (uint32_t i = 0; rc == 0 && i < h->nblocks; i++) {
+		const struct mfd__snap_block *k = &m->blocks[i];
+		if (!sums && k->sums_offset) {
+			rc = mfd__err_set(err, MFD_EFEATURE, -1, "block '%s': page checksums without the "
+					  "feature", k->name);
+		} else if (sums && (k->sums_offset < bitmap_end || k->sums_offset > h->meta_len ||
+				    k->npages > (h->meta_len - k->sums_offset) / 4)) {
+			rc = mfd__err_set(err, MFD_ERANGE, -1, "block '%s': page checksums at %llu (+%llu) "
+					  "outside [%llu, %llu)", k->name,
+					  (unsigned long long)k->sums_offset,
+					  (unsigned long long)k->npages * 4,
+					  (unsigned long long)bitmap_end,
+					  (unsigned long long)h->meta_len);
+		} else if (sums) {
+			bitmap_end = k->sums_offset + k->npages * 4;
+		}
+	}
+	if (rc)
+		goto out;
 	if (mem != h->mem_bytes)
 		rc = mfd__err_set(err, MFD_ECOUNT, -1, "blocks hold %llu bytes, the header says %llu",
 				  (unsigned long long)mem, (unsigned long long)h->mem_bytes);
@@ -671,6 +702,25 @@ int mfd__snap_read_bitmap(struct mfd__chan *c, const struct mfd__snap_block *b, 
 	int rc = check_bitmap(&st, b, NULL, words, err);
 	free(st.buf);
 	return rc;
+}
+
+int mfd__snap_read_sums(struct mfd__chan *c, const struct mfd__snap_block *b, uint32_t *sums,
+			struct mfd_error *err)
+{
+	char what[MFD_MAX_NAME + 48];
+	snprintf(what, sizeof(what), "the page checksums of block '%s'", b->name);
+	uint64_t done = 0, n = b->npages * 4;
+	uint8_t buf[16384];
+	while (done < n) {
+		size_t k = (size_t)MFD_MIN((uint64_t)sizeof(buf), n - done);
+		int rc = read_at(c, buf, k, b->sums_offset + done, what, err);
+		if (rc)
+			return rc;
+		for (size_t i = 0; i < k; i += 4)
+			sums[(done + i) / 4] = mfd__get32(buf + i);
+		done += k;
+	}
+	return 0;
 }
 
 int mfd__snap_read_dev(struct mfd__chan *c, const struct mfd__snap_dev *d, void *buf,

@@ -5,6 +5,7 @@
  *     0            file header (128 bytes)
  *     128          block table: one 320-byte entry per RAM block
  *     ...          the page bitmaps, one per block, each 8-byte aligned     } metadata,
+ *     ...          page checksums (feature bit): per block, a u32 per page  }
  *     meta_len     end of the metadata                                      } [0, meta_len)
  *     pages_offset per block, 1 MiB aligned: page i at pages_offset + i * page_size (holes for
  *                  pages not present)
@@ -45,10 +46,14 @@
 #define MFD_SNAP_MAX_DEVICE_LEN (64ull << 20)		/* one device state */
 #define MFD_SNAP_MAX_DEVICES 1024u
 #define MFD_SNAP_MAX_FILE (1ull << 62)
+/* A save writes PATH.multifd-tmp.XXXXXX and renames it over PATH at the end. */
+#define MFD_SNAP_TEMP_SUFFIX ".multifd-tmp."
 
 /* Feature bits: a reader refuses a file with a bit it does not know (MFD_EFEATURE). */
 #define MFD_SNAP_FEAT_DIGEST 0x1ull	/* the header's digest field holds the memory digest */
-#define MFD_SNAP_FEAT_KNOWN (MFD_SNAP_FEAT_DIGEST)
+#define MFD_SNAP_FEAT_PAGE_CRC 0x2ull	/* every block has a page checksum area: the CRC-32C of
+					 * each present page (0 for absent ones) */
+#define MFD_SNAP_FEAT_KNOWN (MFD_SNAP_FEAT_DIGEST | MFD_SNAP_FEAT_PAGE_CRC)
 
 struct mfd__snap_hdr {
 	uint16_t version;
@@ -77,6 +82,8 @@ struct mfd__snap_block {
 	uint64_t pages_offset;
 	uint64_t present;		/* pages with their bit set */
 	uint32_t bitmap_crc;
+	uint64_t sums_offset;		/* page checksums: npages u32 at this offset (inside the
+					 * metadata, after every bitmap); 0 without the feature */
 };
 
 struct mfd__snap_dev {
@@ -117,9 +124,9 @@ int mfd__snap_trailer_decode(const uint8_t buf[MFD_SNAP_TRAILER_LEN], struct mfd
 			     struct mfd_error *err);
 
 /* Writer: place n blocks (name, page_size, len set) in the file: fills bitmap_offset,
- * bitmap_len, pages_offset, npages; returns meta_len in *meta_len and the end of the last pages
- * area (where device sections start) in *pages_end. */
-void mfd__snap_layout(struct mfd__snap_block *b, uint32_t n, uint64_t *meta_len,
+ * bitmap_len, pages_offset, npages, and with page checksums sums_offset; returns meta_len in
+ * *meta_len and the end of the last pages area (where device sections start) in *pages_end. */
+void mfd__snap_layout(struct mfd__snap_block *b, uint32_t n, bool sums, uint64_t *meta_len,
 		      uint64_t *pages_end);
 /* Bytes a device section with len bytes of state takes (header, state, padding to 8). */
 static inline uint64_t mfd__snap_dev_span(uint64_t len)
@@ -169,6 +176,10 @@ void mfd__snap_meta_free(struct mfd__snap_meta *m);
  * mfd__snap_read).  0 or an error. */
 int mfd__snap_read_bitmap(struct mfd__chan *c, const struct mfd__snap_block *b, uint64_t *words,
 			  struct mfd_error *err);
+/* Read block b's page checksums into sums (b->npages entries).  The metadata checksum covered
+ * them when mfd__snap_read ran.  0 or an error. */
+int mfd__snap_read_sums(struct mfd__chan *c, const struct mfd__snap_block *b, uint32_t *sums,
+			struct mfd_error *err);
 /* Read a device section's state into buf (d->data_len bytes), checking its CRC. */
 int mfd__snap_read_dev(struct mfd__chan *c, const struct mfd__snap_dev *d, void *buf, struct mfd_error *err);
 

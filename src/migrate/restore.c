@@ -99,6 +99,12 @@ static int restore_open(struct mfd_session *s, const char *path, int fd, int dir
 	snap->rf.present = calloc(s->ram.n, sizeof(*snap->rf.present));
 	if (!snap->rf.present)
 		return mfd__err_set(err, -ENOMEM, -1, "page bitmaps");
+	/* An eager restore checks every page it reads against the file's checksums; a lazy one
+	 * reads no page (mfd_snapshot_verify scrubs the file instead). */
+	bool check = (snap->meta.hdr.features & MFD_SNAP_FEAT_PAGE_CRC) && s->opt.page_checksums &&
+		     !s->opt.lazy;
+	if (check && !(snap->rf.sums = calloc(s->ram.n, sizeof(*snap->rf.sums))))
+		return mfd__err_set(err, -ENOMEM, -1, "page checksums");
 	for (uint32_t i = 0; i < snap->meta.hdr.nblocks; i++) {
 		uint32_t l = snap->map[i];
 		snap->rf.present[l] = calloc(mfd__bitmap_words(s->ram.blocks[l].npages), sizeof(uint64_t));
@@ -106,6 +112,13 @@ static int restore_open(struct mfd_session *s, const char *path, int fd, int dir
 			return mfd__err_set(err, -ENOMEM, -1, "page bitmaps");
 		if ((rc = mfd__snap_read_bitmap(s->chan[0], &snap->meta.blocks[i], snap->rf.present[l],
 						err)))
+			return rc;
+		if (!check)
+			continue;
+		snap->rf.sums[l] = calloc(s->ram.blocks[l].npages, sizeof(uint32_t));
+		if (!snap->rf.sums[l])
+			return mfd__err_set(err, -ENOMEM, -1, "page checksums");
+		if ((rc = mfd__snap_read_sums(s->chan[0], &snap->meta.blocks[i], snap->rf.sums[l], err)))
 			return rc;
 	}
 	snap->rf.layout = snap->meta.blocks;

@@ -27,6 +27,7 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 		.queue_depth = 4,
 		.timeout_ms = 10000,
 		.zero_detect = true,
+		.page_checksums = true,
 		.device_max = 64ull << 20,
 		.codec = MFD_CODEC_NONE,
 		.conv = { .downtime_ms = 300, .auto_throttle = true, .throttle_initial = 20,
@@ -157,6 +158,11 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 		if (s->role_id != MFD_RESTORE)
 			return -EINVAL;
 		o->lazy = v != 0;
+		return 0;
+	case MFD_OPT_PAGE_CHECKSUMS:
+		if (!is_file_role(s))
+			return -EINVAL;
+		o->page_checksums = v != 0;
 		return 0;
 	case MFD_OPT_DEVICE_MAX_BYTES:
 		if (v < 1 || v > (int64_t)MFD_PROTO_MAX_DATA)

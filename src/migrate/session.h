@@ -59,6 +59,7 @@ struct mfd__opts {
 	bool verify;
 	bool zero_detect;
 	bool direct_io, lazy;		/* snapshots */
+	bool page_checksums;		/* snapshots: write / check page CRCs */
 	uint64_t device_max;		/* incoming, restore: bound on device state */
 	uint8_t codec;			/* outgoing: the hello's codec id */
 	struct mfd__converge_cfg conv;

@@ -63,7 +63,7 @@ int mfd__snapshot_begin(struct mfd_session *s, const char *path, int path_flags,
 		snprintf(snap->path, sizeof(snap->path), "fd:%d", fd);
 		return adopt_fds(s, snap, fd, direct_fd, need, err);
 	}
-	if (strlen(path) >= sizeof(snap->path) - 16)
+	if (strlen(path) >= sizeof(snap->path) - 32)	/* room for the temporary's suffix */
 		return mfd__err_set(err, -ENAMETOOLONG, -1, "snapshot path too long");
 	memcpy(snap->path, path, strlen(path) + 1);
 	if (path_flags < 0)
@@ -118,10 +118,14 @@ void mfd__snapshot_free(struct mfd_session *s)
 	if (snap->tmp_exists)
 		unlink(snap->tmp);	/* a save that did not complete leaves nothing behind */
 	mfd__chan_free(snap->direct);
-	if (snap->rf.present)
-		for (uint32_t i = 0; i < s->ram.n; i++)
+	for (uint32_t i = 0; i < s->ram.n; i++) {
+		if (snap->rf.present)
 			free(snap->rf.present[i]);
+		if (snap->rf.sums)
+			free(snap->rf.sums[i]);
+	}
 	free(snap->rf.present);
+	free(snap->rf.sums);
 	free(snap->blocks);
 	mfd__snap_meta_free(&snap->meta);
 	free(snap->map);
