@@ -110,19 +110,6 @@ struct live_res {
 	char src_msg[MFD_ERROR_MSG_MAX], dst_msg[MFD_ERROR_MSG_MAX];
 };
 
-struct canceller {
-	struct mfd_session *s;
-	int ms;
-};
-
-static void *cancel_thread(void *a)
-{
-	struct canceller *c = a;
-	usleep((useconds_t)c->ms * 1000);
-	mfd_session_cancel(c->s);
-	return NULL;
-}
-
 static void run_live(const struct live_cfg *c, struct live_res *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -171,17 +158,14 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 	mfd_session_set_callbacks(s, &cb);
 	guest_start(g);
 
-	pthread_t ct;
-	struct canceller cc = { s, c->cancel_after_ms };
-	if (c->cancel_after_ms >= 0)
-		pthread_create(&ct, NULL, cancel_thread, &cc);
+	struct canceller cc = { .s = s, .ms = c->cancel_after_ms };
+	canceller_start(&cc);
 	struct mfd_error err;
 	mfd_error_clear(&err);
 	r->src_rc = mfd_session_connect(s, uri, &err);
 	if (r->src_rc == 0)
 		r->src_rc = mfd_session_run(s, &err);
-	if (c->cancel_after_ms >= 0)
-		pthread_join(ct, NULL);
+	canceller_join(&cc);
 	if (r->src_rc)
 		mfd_session_cancel(d.s);	/* a destination still accepting would wait otherwise */
 	pthread_join(d.t, NULL);

@@ -386,19 +386,6 @@ static int fail_hook(void *ctx, int chan, bool writing, size_t len)
 	return 0;
 }
 
-struct canceller {
-	struct mfd_session *s;
-	int ms;
-};
-
-static void *cancel_thread(void *a)
-{
-	struct canceller *c = a;
-	usleep((useconds_t)c->ms * 1000);
-	mfd_session_cancel(c->s);
-	return NULL;
-}
-
 static void live(const struct live_cfg *c, const char *name, int want_rc)
 {
 	char path[600];
@@ -439,15 +426,12 @@ static void live(const struct live_cfg *c, const char *name, int want_rc)
 	mfd_error_clear(&err);
 	CHECK_CODE(mfd_session_open_file(s, path, &err), 0);
 	guest_start(&g);
-	pthread_t ct;
-	struct canceller cc = { s, c->cancel_after_ms };
-	if (c->cancel_after_ms >= 0)
-		pthread_create(&ct, NULL, cancel_thread, &cc);
+	struct canceller cc = { .s = s, .ms = c->cancel_after_ms };
+	canceller_start(&cc);
 	uint64_t t0 = g_now_us();
 	int rc = mfd_session_run(s, &err);
 	uint64_t took_ms = (g_now_us() - t0) / 1000;
-	if (c->cancel_after_ms >= 0)
-		pthread_join(ct, NULL);
+	canceller_join(&cc);
 	struct mfd_stats st;
 	mfd_session_get_stats(s, &st);
 	fprintf(stderr, "live %s: rc %d (%s) rounds %llu syncs %llu downtime %llu ms, %llu ms, "
