@@ -5,6 +5,7 @@
  * new migration at once; device state travels, with its errors. */
 #include <signal.h>
 #include <sys/wait.h>
+#include "fakedev.h"
 #include "fakepeer.h"
 #include "guest.h"
 #include "pair.h"
@@ -167,40 +168,6 @@ static void test_destination_reusable(void)
 
 /* ---- device state ---------------------------------------------------------------------- */
 
-struct dev {
-	uint8_t state[20000];
-	size_t len;
-	uint8_t loaded[20000];
-	size_t loaded_len;
-	uint32_t loaded_version;
-	int refuse;
-	int calls;
-};
-
-static long dev_save(void *o, void *buf, size_t cap)
-{
-	struct dev *d = o;
-	d->calls++;
-	if (cap >= d->len)
-		memcpy(buf, d->state, d->len);
-	return (long)d->len;
-}
-
-static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
-{
-	struct dev *d = o;
-	if (d->refuse)
-		return d->refuse;
-	if (len > sizeof(d->loaded))
-		return -EINVAL;
-	memcpy(d->loaded, buf, len);
-	d->loaded_len = len;
-	d->loaded_version = version;
-	return 0;
-}
-
-static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
-
 /* Migrate 1 MiB with devices; src/dst device sets and versions per case.  Returns dst rc. */
 static int devices_case(struct dev *sd, int ns, struct dev *dd, int nd, uint32_t dst_version,
 			int64_t device_max, int *src_rc)
@@ -253,7 +220,7 @@ static void test_devices(void)
 	CHECK(memcmp(dd[0].loaded, sd[0].state, 12345) == 0);
 	CHECK_EQ(dd[0].loaded_version, 2);
 	CHECK_EQ(dd[1].loaded_len, 0);
-	CHECK(sd[0].calls >= 2);
+	CHECK(sd[0].saves >= 2);
 
 	memset(dd, 0, sizeof(dd));
 	CHECK_CODE(devices_case(sd, 2, dd, 1, 3, 0, &src_rc), MFD_EDEVICE);	/* no cpu.1 here */

@@ -9,38 +9,6 @@
 
 #define PS 4096u
 
-/* A device whose state is a buffer; load checks the bytes and records the version. */
-struct dev {
-	uint8_t state[3000];
-	size_t len;
-	uint8_t loaded[3000];
-	size_t loaded_len;
-	uint32_t loaded_version;
-	int loads;
-};
-
-static long dev_save(void *o, void *buf, size_t cap)
-{
-	struct dev *d = o;
-	if (cap >= d->len)
-		memcpy(buf, d->state, d->len);
-	return (long)d->len;
-}
-
-static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
-{
-	struct dev *d = o;
-	if (len > sizeof(d->loaded))
-		return -EINVAL;
-	memcpy(d->loaded, buf, len);
-	d->loaded_len = len;
-	d->loaded_version = version;
-	d->loads++;
-	return 0;
-}
-
-static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
-
 struct mem {
 	uint8_t *a, *b;		/* blocks "ram0" and "ram1" */
 	size_t alen, blen;
