@@ -41,6 +41,21 @@ static void *watch(void *arg)
 	return NULL;
 }
 
+/* Run `side` here while a watcher kills the peer process `victim` mid-transfer (then reaped).
+ * Returns how long after the kill the run ended (ns); its code is in side->rc. */
+static uint64_t run_while_killing(struct pair_side *side, pid_t victim, const char *who)
+{
+	struct watcher w = { .s = side->s, .victim = victim, .kill_at_bytes = 64u << 20 };
+	pthread_create(&w.t, NULL, watch, &w);
+	side->rc = mfd_session_run(side->s, &side->err);
+	uint64_t done = t_now_ns();
+	pthread_join(w.t, NULL);
+	waitpid(victim, NULL, 0);
+	fprintf(stderr, "%s saw: %s (%.0f ms after the kill)\n", who, side->err.msg,
+		(double)(done - w.killed_ns) / 1e6);
+	return done - w.killed_ns;
+}
+
 static void kill_destination(void)
 {
 	struct pair p;
@@ -49,16 +64,10 @@ static void kill_destination(void)
 	uint8_t *m = make_mem(0x5a);
 	mfd_ram_block_add(p.src.s, "ram", m, LEN, 4096, 0);
 	CHECK_CODE(pair_connect(&p), 0);
-	struct watcher w = { .s = p.src.s, .victim = pid, .kill_at_bytes = 64u << 20 };
-	pthread_create(&w.t, NULL, watch, &w);
-	int rc = mfd_session_run(p.src.s, &p.src.err);
-	uint64_t done = t_now_ns();
-	pthread_join(w.t, NULL);
-	waitpid(pid, NULL, 0);
-	fprintf(stderr, "source saw: %s (%.0f ms after the kill)\n", p.src.err.msg,
-		(double)(done - w.killed_ns) / 1e6);
+	uint64_t late_ns = run_while_killing(&p.src, pid, "source");
+	int rc = p.src.rc;
 	CHECK(rc == -EPIPE || rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC);
-	CHECK(done - w.killed_ns < 1000000000ull);
+	CHECK(late_ns < 1000000000ull);
 	CHECK(p.src.err.channel >= 0);	/* the message names the channel */
 	struct mfd_stats st;
 	mfd_session_get_stats(p.src.s, &st);
@@ -86,16 +95,10 @@ static void kill_source(void)
 		pair_source(&p);
 		_exit(0);
 	}
-	struct watcher w = { .s = p.dst.s, .victim = pid, .kill_at_bytes = 64u << 20 };
-	pthread_create(&w.t, NULL, watch, &w);
-	int rc = mfd_session_run(p.dst.s, &p.dst.err);
-	uint64_t done = t_now_ns();
-	pthread_join(w.t, NULL);
-	waitpid(pid, NULL, 0);
-	fprintf(stderr, "destination saw: %s (%.0f ms after the kill)\n", p.dst.err.msg,
-		(double)(done - w.killed_ns) / 1e6);
+	uint64_t late_ns = run_while_killing(&p.dst, pid, "destination");
+	int rc = p.dst.rc;
 	CHECK(rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC || rc == -EPIPE);
-	CHECK(done - w.killed_ns < 1000000000ull);
+	CHECK(late_ns < 1000000000ull);
 	pair_free(&p);
 	munmap(m, LEN);
 }

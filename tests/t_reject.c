@@ -55,6 +55,16 @@ static void send_raw(int fd, const void *p, size_t n)
 	mfd__io_write_fd(fd, p, n);
 }
 
+/* A hello for channel 0 encoded whole, then byte `at` XORed with `mask`. */
+static void send_bad_hello(struct dest *d, size_t at, uint8_t mask)
+{
+	uint8_t b[MFD_HELLO_LEN];
+	struct mfd__hello h = hello(0);
+	mfd__hello_encode(b, &h);
+	b[at] ^= mask;
+	send_raw(d->p.src_fd[0], b, sizeof(b));
+}
+
 static uint64_t seqs[NCH];
 
 static void send_pkt(struct dest *d, int ch, uint8_t type, const void *meta, uint32_t meta_len,
@@ -131,26 +141,14 @@ int main(void)
 	uint64_t offs[64];
 
 	/* ---- handshake ---- */
-	EXPECT("bad magic", MFD_EMAGIC, {
-		uint8_t b[MFD_HELLO_LEN];
-		struct mfd__hello h = hello(0);
-		mfd__hello_encode(b, &h);
-		b[0] ^= 0xff;
-		send_raw(d.p.src_fd[0], b, sizeof(b));
-	});
+	EXPECT("bad magic", MFD_EMAGIC, { send_bad_hello(&d, 0, 0xff); });
 	EXPECT("unknown version", MFD_EVERSION, {
 		struct mfd__hello h = hello(0);
 		h.version = 7;
 		h.min_version = 7;
 		fake_send_hello(d.p.src_fd[0], &h);
 	});
-	EXPECT("hello checksum", MFD_ECHECKSUM, {
-		uint8_t b[MFD_HELLO_LEN];
-		struct mfd__hello h = hello(0);
-		mfd__hello_encode(b, &h);
-		b[30] ^= 1;
-		send_raw(d.p.src_fd[0], b, sizeof(b));
-	});
+	EXPECT("hello checksum", MFD_ECHECKSUM, { send_bad_hello(&d, 30, 1); });
 	EXPECT("wrong session id", MFD_ESESSION, {
 		struct mfd__hello h = hello(0);
 		fake_send_hello(d.p.src_fd[0], &h);
