@@ -1,11 +1,12 @@
-/* tests/snaputil.h — helpers for the snapshot tests: a private scratch directory, and save /
- * restore in one call. */
+/* tests/snaputil.h — helpers for the snapshot tests: a private scratch directory, file sizes,
+ * and the fake device (fakedev.h). */
 #ifndef MFD_TEST_SNAPUTIL_H
 #define MFD_TEST_SNAPUTIL_H
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include "fakedev.h"
 #include "tutil.h"
 
 static char snap_dir[512];

@@ -4,8 +4,8 @@
  * intact.  Also: a hand-made destination that handshakes, then closes in the middle of a packet. */
 #include <signal.h>
 #include <sys/wait.h>
-#include "chan/chan.h"
 #include "fakepeer.h"
+#include "pair.h"
 
 #define LEN (1024u << 20)
 
@@ -25,13 +25,6 @@ struct watcher {
 	pthread_t t;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Kill the peer once this side has moved some bytes: the kill lands mid-transfer. */
 static void *watch(void *arg)
 {
@@ -44,89 +37,69 @@ static void *watch(void *arg)
 		usleep(200);
 	}
 	kill(w->victim, SIGKILL);
-	w->killed_ns = now_ns();
+	w->killed_ns = t_now_ns();
 	return NULL;
+}
+
+/* Run `side` here while a watcher kills the peer process `victim` mid-transfer (then reaped).
+ * Returns how long after the kill the run ended (ns); its code is in side->rc. */
+static uint64_t run_while_killing(struct pair_side *side, pid_t victim, const char *who)
+{
+	struct watcher w = { .s = side->s, .victim = victim, .kill_at_bytes = 64u << 20 };
+	pthread_create(&w.t, NULL, watch, &w);
+	side->rc = mfd_session_run(side->s, &side->err);
+	uint64_t done = t_now_ns();
+	pthread_join(w.t, NULL);
+	waitpid(victim, NULL, 0);
+	fprintf(stderr, "%s saw: %s (%.0f ms after the kill)\n", who, side->err.msg,
+		(double)(done - w.killed_ns) / 1e6);
+	return done - w.killed_ns;
 }
 
 static void kill_destination(void)
 {
-	int p[2];
-	CHECK(pipe(p) == 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct mfd_session *s = mfd_session_new(MFD_INCOMING);
-		uint8_t *m = make_mem(0);
-		mfd_ram_block_add(s, "ram", m, LEN, 4096, MFD_BLOCK_ZEROED);
-		char uri[256];
-		mfd_session_listen(s, "tcp:127.0.0.1:0", NULL);
-		mfd_session_local_uri(s, uri, sizeof(uri));
-		mfd__io_write_fd(p[1], uri, sizeof(uri));
-		mfd_session_run(s, NULL);
-		_exit(0);
-	}
-	close(p[1]);
-	char uri[256];
-	CHECK_CODE(mfd__io_read_fd(p[0], uri, sizeof(uri)), 0);
-	close(p[0]);
+	struct pair p;
+	pair_new(&p);
+	pid_t pid = pair_fork_destination(&p, LEN);
 	uint8_t *m = make_mem(0x5a);
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
-	mfd_ram_block_add(s, "ram", m, LEN, 4096, 0);
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	CHECK_CODE(mfd_session_connect(s, uri, &err), 0);
-	struct watcher w = { .s = s, .victim = pid, .kill_at_bytes = 64u << 20 };
-	pthread_create(&w.t, NULL, watch, &w);
-	int rc = mfd_session_run(s, &err);
-	uint64_t done = now_ns();
-	pthread_join(w.t, NULL);
-	waitpid(pid, NULL, 0);
-	fprintf(stderr, "source saw: %s (%.0f ms after the kill)\n", err.msg,
-		(double)(done - w.killed_ns) / 1e6);
+	mfd_ram_block_add(p.src.s, "ram", m, LEN, 4096, 0);
+	CHECK_CODE(pair_connect(&p), 0);
+	uint64_t late_ns = run_while_killing(&p.src, pid, "source");
+	int rc = p.src.rc;
 	CHECK(rc == -EPIPE || rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC);
-	CHECK(done - w.killed_ns < 1000000000ull);
-	CHECK(err.channel >= 0);	/* the message names the channel */
+	CHECK(late_ns < 1000000000ull);
+	CHECK(p.src.err.channel >= 0);	/* the message names the channel */
 	struct mfd_stats st;
-	mfd_session_get_stats(s, &st);
+	mfd_session_get_stats(p.src.s, &st);
 	CHECK_EQ(st.status, MFD_STATUS_FAILED);
 	for (size_t i = 0; i < LEN; i += 4096)	/* source memory intact */
 		if (m[i] != 0x5a || m[i + 4095] != 0x5a) {
 			CHECK(!"source memory changed");
 			break;
 		}
-	mfd_session_free(s);
+	pair_free(&p);
 	munmap(m, LEN);
 }
 
 static void kill_source(void)
 {
-	struct mfd_session *s = mfd_session_new(MFD_INCOMING);
+	struct pair p;
+	pair_new(&p);
 	uint8_t *m = make_mem(0);
-	mfd_ram_block_add(s, "ram", m, LEN, 4096, MFD_BLOCK_ZEROED);
-	char uri[256];
-	mfd_session_listen(s, "unix:/tmp/mfd-t-disconnect.sock", NULL);
-	mfd_session_local_uri(s, uri, sizeof(uri));
+	mfd_ram_block_add(p.dst.s, "ram", m, LEN, 4096, MFD_BLOCK_ZEROED);
+	pair_bind(&p, pair_unix(&p, "t-disconnect"), 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		struct mfd_session *o = mfd_session_new(MFD_OUTGOING);
 		uint8_t *sm = make_mem(0x33);
-		mfd_ram_block_add(o, "ram", sm, LEN, 4096, 0);
-		if (mfd_session_connect(o, uri, NULL) == 0)
-			mfd_session_run(o, NULL);
+		mfd_ram_block_add(p.src.s, "ram", sm, LEN, 4096, 0);
+		pair_source(&p);
 		_exit(0);
 	}
-	struct watcher w = { .s = s, .victim = pid, .kill_at_bytes = 64u << 20 };
-	pthread_create(&w.t, NULL, watch, &w);
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	int rc = mfd_session_run(s, &err);
-	uint64_t done = now_ns();
-	pthread_join(w.t, NULL);
-	waitpid(pid, NULL, 0);
-	fprintf(stderr, "destination saw: %s (%.0f ms after the kill)\n", err.msg,
-		(double)(done - w.killed_ns) / 1e6);
+	uint64_t late_ns = run_while_killing(&p.dst, pid, "destination");
+	int rc = p.dst.rc;
 	CHECK(rc == -ECONNRESET || rc == MFD_ECLOSED || rc == MFD_ETRUNC || rc == -EPIPE);
-	CHECK(done - w.killed_ns < 1000000000ull);
-	mfd_session_free(s);
+	CHECK(late_ns < 1000000000ull);
+	pair_free(&p);
 	munmap(m, LEN);
 }
 

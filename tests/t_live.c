@@ -5,24 +5,12 @@
  * new migration at once; device state travels, with its errors. */
 #include <signal.h>
 #include <sys/wait.h>
+#include "fakedev.h"
 #include "fakepeer.h"
 #include "guest.h"
+#include "pair.h"
 #include "ram/track.h"
 #include "migrate/session.h"
-
-struct dst {
-	struct mfd_session *s;
-	struct mfd_error err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dst_run(void *arg)
-{
-	struct dst *d = arg;
-	d->rc = mfd_session_run(d->s, &d->err);
-	return NULL;
-}
 
 static bool uffd_available(void)
 {
@@ -39,41 +27,30 @@ static bool uffd_available(void)
 	return rc == 0;
 }
 
-/* One in-process live migration of `src` (tracked by uffd, writers running) to fresh memory. */
-static int migrate_uffd(uint8_t *src, size_t len, struct guest *g, const char *uri_listen,
+/* One in-process live migration of `src` (tracked by uffd, writers running) to fresh memory,
+ * over tcp or a unix socket. */
+static int migrate_uffd(uint8_t *src, size_t len, struct guest *g, bool over_unix,
 			struct mfd_stats *st)
 {
 	uint8_t *dm = t_map(len);
-	struct dst d = { .s = mfd_session_new(MFD_INCOMING) };
-	mfd_error_clear(&d.err);
-	mfd_ram_block_add(d.s, "ram", dm, len, 4096, MFD_BLOCK_ZEROED);
-	char uri[256];
-	CHECK_CODE(mfd_session_listen(d.s, uri_listen, &d.err), 0);
-	mfd_session_local_uri(d.s, uri, sizeof(uri));
-	pthread_create(&d.t, NULL, dst_run, &d);
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
-	mfd_session_set(s, MFD_OPT_VERIFY, 1);
-	mfd_ram_block_add(s, "ram", src, len, 4096, 0);
-	CHECK_CODE(mfd_session_track_uffd(s), 0);
+	struct pair p;
+	pair_new(&p);
+	pair_block_add(&p, "ram", src, dm, len, MFD_BLOCK_ZEROED);
+	mfd_session_set(p.src.s, MFD_OPT_VERIFY, 1);
+	CHECK_CODE(mfd_session_track_uffd(p.src.s), 0);
 	struct mfd_callbacks cb = guest_callbacks(g);
-	mfd_session_set_callbacks(s, &cb);
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	int rc = mfd_session_connect(s, uri, &err);
-	if (rc == 0)
-		rc = mfd_session_run(s, &err);
-	if (rc) {
-		fprintf(stderr, "source: %s\n", err.msg);
-		mfd_session_cancel(d.s);
-	}
-	pthread_join(d.t, NULL);
+	mfd_session_set_callbacks(p.src.s, &cb);
+	CHECK_CODE(pair_listen(&p, over_unix ? pair_unix(&p, "t-live-again") : "tcp:127.0.0.1:0", 0),
+		   0);
+	int rc = pair_run(&p);
+	if (rc)
+		fprintf(stderr, "source: %s\n", p.src.err.msg);
 	if (rc == 0) {
-		CHECK_CODE(d.rc, 0);
+		CHECK_CODE(p.dst.rc, 0);
 		CHECK(memcmp(src, dm, len) == 0);	/* writers are parked since the stop */
 	}
-	mfd_session_get_stats(s, st);
-	mfd_session_free(s);
-	mfd_session_free(d.s);
+	mfd_session_get_stats(p.src.s, st);
+	pair_free(&p);
 	munmap(dm, len);
 	return rc;
 }
@@ -87,7 +64,7 @@ static void test_uffd_live(void)
 	guest_start(&g);
 	usleep(20000);
 	struct mfd_stats st;
-	CHECK_CODE(migrate_uffd(src, len, &g, "tcp:127.0.0.1:0", &st), 0);
+	CHECK_CODE(migrate_uffd(src, len, &g, false, &st), 0);
 	fprintf(stderr, "uffd live: rounds %llu, downtime %llu ms, writes %llu\n",
 		(unsigned long long)st.rounds, (unsigned long long)st.downtime_ms,
 		(unsigned long long)g.writes);
@@ -106,79 +83,47 @@ static void test_uffd_live(void)
 
 /* The destination process dies mid-migration: the source reports it within a second, keeps
  * running, and its memory can be migrated again (the tracker let go of it). */
-struct runner {
-	struct mfd_session *s;
-	struct mfd_error err;
-	int rc;
-	uint64_t done_us;
-};
-
-static void *run_source(void *arg)
-{
-	struct runner *r = arg;
-	r->rc = mfd_session_run(r->s, &r->err);
-	r->done_us = g_now_us();
-	return NULL;
-}
-
 static void test_kill_destination(void)
 {
 	size_t len = 256u << 20;
 	uint8_t *src = t_map(len);
 	t_fill(src, len, 11);
-	int p[2];
-	CHECK(pipe(p) == 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		uint8_t *dm = t_map(len);
-		struct mfd_session *d = mfd_session_new(MFD_INCOMING);
-		mfd_ram_block_add(d, "ram", dm, len, 4096, MFD_BLOCK_ZEROED);
-		char uri[256];
-		mfd_session_listen(d, "tcp:127.0.0.1:0", NULL);
-		mfd_session_local_uri(d, uri, sizeof(uri));
-		mfd__io_write_fd(p[1], uri, sizeof(uri));
-		mfd_session_run(d, NULL);
-		_exit(0);
-	}
-	close(p[1]);
-	char uri[256];
-	CHECK_CODE(mfd__io_read_fd(p[0], uri, sizeof(uri)), 0);
-	close(p[0]);
+	struct pair p;
+	pair_new(&p);
+	pid_t pid = pair_fork_destination(&p, len);
 	struct guest g = { .mem = src, .len = 32u << 20, .nthreads = 1, .pages_per_ms = 100 };
 	guest_start(&g);
-	struct runner r = { .s = mfd_session_new(MFD_OUTGOING) };
-	mfd_error_clear(&r.err);
-	mfd_ram_block_add(r.s, "ram", src, len, 4096, 0);
-	CHECK_CODE(mfd_session_track_uffd(r.s), 0);
-	mfd_session_set(r.s, MFD_OPT_MAX_BANDWIDTH, 200 << 20);	/* slow enough to kill mid-way */
+	mfd_ram_block_add(p.src.s, "ram", src, len, 4096, 0);
+	CHECK_CODE(mfd_session_track_uffd(p.src.s), 0);
+	mfd_session_set(p.src.s, MFD_OPT_MAX_BANDWIDTH, 200 << 20);	/* slow enough to kill mid-way */
 	struct mfd_callbacks cb = guest_callbacks(&g);
-	mfd_session_set_callbacks(r.s, &cb);
-	CHECK_CODE(mfd_session_connect(r.s, uri, &r.err), 0);
-	pthread_t t;
-	pthread_create(&t, NULL, run_source, &r);
+	mfd_session_set_callbacks(p.src.s, &cb);
+	CHECK_CODE(pair_connect(&p), 0);
+	pair_side_start(&p.src);
 	for (int i = 0; i < 3000; i++) {	/* until 64 MiB moved (or 6 s) */
 		struct mfd_stats st;
-		mfd_session_get_stats(r.s, &st);
+		mfd_session_get_stats(p.src.s, &st);
 		if (st.wire_bytes >= (64u << 20))
 			break;
 		usleep(2000);
 	}
 	kill(pid, SIGKILL);
-	uint64_t killed = g_now_us();
+	uint64_t killed_ns = t_now_ns();
 	waitpid(pid, NULL, 0);
-	pthread_join(t, NULL);
-	fprintf(stderr, "killed destination: %s, %.0f ms after the kill\n", r.err.msg,
-		(double)(r.done_us - killed) / 1000.0);
-	CHECK(r.rc == -ECONNRESET || r.rc == -EPIPE || r.rc == MFD_ECLOSED || r.rc == MFD_ETRUNC);
-	CHECK(r.done_us - killed < 1000000);
+	pair_side_join(&p.src);
+	fprintf(stderr, "killed destination: %s, %.0f ms after the kill\n", p.src.err.msg,
+		(double)(p.src.done_ns - killed_ns) / 1e6);
+	int rc = p.src.rc;
+	CHECK(rc == -ECONNRESET || rc == -EPIPE || rc == MFD_ECLOSED || rc == MFD_ETRUNC);
+	CHECK(p.src.done_ns - killed_ns < 1000000000ull);
 	CHECK_EQ(g.stops, g.resumes);
 	uint64_t w = __atomic_load_n(&g.writes, __ATOMIC_RELAXED);
 	usleep(20000);
 	CHECK(__atomic_load_n(&g.writes, __ATOMIC_RELAXED) > w);	/* the guest runs on */
-	mfd_session_free(r.s);
+	pair_free(&p);
 	/* Tracking was released: the same memory migrates again, live, to a new destination. */
 	struct mfd_stats st;
-	CHECK_CODE(migrate_uffd(src, len, &g, "unix:/tmp/mfd-t-live-again.sock", &st), 0);
+	CHECK_CODE(migrate_uffd(src, len, &g, true, &st), 0);
 	guest_stop_threads(&g);
 	munmap(src, len);
 }
@@ -191,42 +136,31 @@ static void test_destination_reusable(void)
 	uint8_t *src = t_map(len), *dm = t_map(len);
 	t_fill(src, len, 21);
 	memset(dm, 0x6b, len);	/* leftovers of the failed attempt must not survive */
-	const char *path = "unix:/tmp/mfd-t-live-reuse.sock";
 	for (int attempt = 0; attempt < 2; attempt++) {
-		struct dst d = { .s = mfd_session_new(MFD_INCOMING) };
-		mfd_error_clear(&d.err);
-		mfd_ram_block_add(d.s, "ram", dm, len, 4096, 0);
-		CHECK_CODE(mfd_session_listen(d.s, path, &d.err), 0);
-		pthread_create(&d.t, NULL, dst_run, &d);
+		struct pair p;
+		pair_new(&p);
+		pair_block_add(&p, "ram", src, dm, len, 0);
+		CHECK_CODE(pair_listen(&p, pair_unix(&p, "t-live-reuse"), 0), 0);
 		if (attempt == 0) {
 			/* A corrupt stream: a hello whose checksum is wrong. */
-			struct mfd__uri u;
-			mfd__uri_parse(path, &u, NULL);
-			int fd = mfd__sock_connect(&u, 2000, -1, NULL);
+			int fd = pair_dial(&p);
 			uint8_t b[MFD_HELLO_LEN];
 			struct mfd__hello h = fake_hello(0, 2, 64);
 			mfd__hello_encode(b, &h);
 			b[20] ^= 0x10;
 			mfd__io_write_fd(fd, b, sizeof(b));
-			pthread_join(d.t, NULL);
+			pair_join(&p);
 			close(fd);
-			CHECK_CODE(d.rc, MFD_ECHECKSUM);
-			CHECK(strstr(d.err.msg, "checksum") != NULL);
+			CHECK_CODE(p.dst.rc, MFD_ECHECKSUM);
+			CHECK(strstr(p.dst.err.msg, "checksum") != NULL);
 		} else {
-			char uri[256];
-			mfd_session_local_uri(d.s, uri, sizeof(uri));
-			struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
-			mfd_ram_block_add(s, "ram", src, len, 4096, 0);
-			struct mfd_error err;
-			mfd_error_clear(&err);
-			CHECK_CODE(mfd_session_connect(s, uri, &err), 0);
-			CHECK_CODE(mfd_session_run(s, &err), 0);
-			pthread_join(d.t, NULL);
-			CHECK_CODE(d.rc, 0);
+			CHECK_CODE(pair_connect(&p), 0);
+			CHECK_CODE(mfd_session_run(p.src.s, &p.src.err), 0);
+			pair_join(&p);
+			CHECK_CODE(p.dst.rc, 0);
 			CHECK(memcmp(src, dm, len) == 0);
-			mfd_session_free(s);
 		}
-		mfd_session_free(d.s);
+		pair_free(&p);
 	}
 	munmap(src, len);
 	munmap(dm, len);
@@ -234,83 +168,40 @@ static void test_destination_reusable(void)
 
 /* ---- device state ---------------------------------------------------------------------- */
 
-struct dev {
-	uint8_t state[20000];
-	size_t len;
-	uint8_t loaded[20000];
-	size_t loaded_len;
-	uint32_t loaded_version;
-	int refuse;
-	int calls;
-};
-
-static long dev_save(void *o, void *buf, size_t cap)
-{
-	struct dev *d = o;
-	d->calls++;
-	if (cap >= d->len)
-		memcpy(buf, d->state, d->len);
-	return (long)d->len;
-}
-
-static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
-{
-	struct dev *d = o;
-	if (d->refuse)
-		return d->refuse;
-	if (len > sizeof(d->loaded))
-		return -EINVAL;
-	memcpy(d->loaded, buf, len);
-	d->loaded_len = len;
-	d->loaded_version = version;
-	return 0;
-}
-
-static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
-
 /* Migrate 1 MiB with devices; src/dst device sets and versions per case.  Returns dst rc. */
 static int devices_case(struct dev *sd, int ns, struct dev *dd, int nd, uint32_t dst_version,
 			int64_t device_max, int *src_rc)
 {
 	size_t len = 1 << 20;
 	uint8_t *a = t_map(len), *b = t_map(len);
-	struct dst d = { .s = mfd_session_new(MFD_INCOMING) };
-	mfd_error_clear(&d.err);
-	mfd_ram_block_add(d.s, "ram", b, len, 4096, 0);
+	struct pair p;
+	pair_new(&p);
+	pair_block_add(&p, "ram", a, b, len, 0);
 	if (device_max)
-		mfd_session_set(d.s, MFD_OPT_DEVICE_MAX_BYTES, device_max);
+		mfd_session_set(p.dst.s, MFD_OPT_DEVICE_MAX_BYTES, device_max);
 	for (int i = 0; i < nd; i++)
-		CHECK(mfd_device_add(d.s, "cpu", (uint32_t)i, dst_version, &dev_ops, &dd[i]) == i);
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
-	mfd_ram_block_add(s, "ram", a, len, 4096, 0);
+		CHECK(mfd_device_add(p.dst.s, "cpu", (uint32_t)i, dst_version, &dev_ops, &dd[i]) == i);
 	for (int i = 0; i < ns; i++)
-		CHECK(mfd_device_add(s, "cpu", (uint32_t)i, 2, &dev_ops, &sd[i]) == i);
-	CHECK_CODE(mfd_device_add(s, "cpu", 0, 2, &dev_ops, &sd[0]), -EEXIST);
-	char uri[256];
-	mfd_session_listen(d.s, "tcp:127.0.0.1:0", &d.err);
-	mfd_session_local_uri(d.s, uri, sizeof(uri));
-	pthread_create(&d.t, NULL, dst_run, &d);
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	*src_rc = mfd_session_connect(s, uri, &err);
-	if (*src_rc == 0)
-		*src_rc = mfd_session_run(s, &err);
-	pthread_join(d.t, NULL);
-	if (d.rc)
-		fprintf(stderr, "devices: %s\n", d.err.msg);
+		CHECK(mfd_device_add(p.src.s, "cpu", (uint32_t)i, 2, &dev_ops, &sd[i]) == i);
+	CHECK_CODE(mfd_device_add(p.src.s, "cpu", 0, 2, &dev_ops, &sd[0]), -EEXIST);
+	pair_listen(&p, "tcp:127.0.0.1:0", 0);
+	*src_rc = pair_source(&p);
+	pair_join(&p);
+	if (p.dst.rc)
+		fprintf(stderr, "devices: %s\n", p.dst.err.msg);
 	struct mfd_stats st;
-	mfd_session_get_stats(s, &st);
+	mfd_session_get_stats(p.src.s, &st);
 	if (*src_rc == 0) {
 		size_t total = 0;
 		for (int i = 0; i < ns; i++)
 			total += sd[i].len;
 		CHECK_EQ(st.device_bytes, total);
 	}
-	mfd_session_free(s);
-	mfd_session_free(d.s);
+	int rc = p.dst.rc;
+	pair_free(&p);
 	munmap(a, len);
 	munmap(b, len);
-	return d.rc;
+	return rc;
 }
 
 static void test_devices(void)
@@ -329,7 +220,7 @@ static void test_devices(void)
 	CHECK(memcmp(dd[0].loaded, sd[0].state, 12345) == 0);
 	CHECK_EQ(dd[0].loaded_version, 2);
 	CHECK_EQ(dd[1].loaded_len, 0);
-	CHECK(sd[0].calls >= 2);
+	CHECK(sd[0].saves >= 2);
 
 	memset(dd, 0, sizeof(dd));
 	CHECK_CODE(devices_case(sd, 2, dd, 1, 3, 0, &src_rc), MFD_EDEVICE);	/* no cpu.1 here */

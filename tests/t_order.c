@@ -2,45 +2,27 @@
  * and data channels in reverse order and in random orders (with the main channel last, first
  * or in the middle), runs a complete migration, and the memory must arrive intact. */
 #include "fakepeer.h"
-#include "chan/chan.h"
+#include "pair.h"
 
 #define NDATA 5
 #define LEN (2u << 20)
 
-struct dest {
-	struct mfd_session *s;
-	struct mfd_error err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dest_run(void *arg)
-{
-	struct dest *d = arg;
-	d->rc = mfd_session_run(d->s, &d->err);
-	return NULL;
-}
-
+/* listen NULL: a unix socket of this process */
 static void one_order(const int *order, const char *listen)
 {
 	uint8_t *src = t_map(LEN), *dst = t_map(LEN);
 	t_fill(src, LEN, 77);
-	struct dest d = { .s = mfd_session_new(MFD_INCOMING) };
-	mfd_error_clear(&d.err);
-	mfd_ram_block_add(d.s, "ram", dst, LEN, 4096, MFD_BLOCK_ZEROED);
-	CHECK_CODE(mfd_session_listen(d.s, listen, &d.err), 0);
-	char uri[256];
-	mfd_session_local_uri(d.s, uri, sizeof(uri));
-	pthread_create(&d.t, NULL, dest_run, &d);
+	struct pair pr;	/* its source is the hand-made one below */
+	pair_new(&pr);
+	mfd_ram_block_add(pr.dst.s, "ram", dst, LEN, 4096, MFD_BLOCK_ZEROED);
+	CHECK_CODE(pair_listen(&pr, listen ? listen : pair_unix(&pr, "t-order"), 0), 0);
 
-	struct mfd__uri u;
-	mfd__uri_parse(uri, &u, NULL);
 	int fd[NDATA + 1];
 	uint64_t seq[NDATA + 1] = { 0 };
 	/* Connect and say hello in the given order. */
 	for (int k = 0; k <= NDATA; k++) {
 		int id = order[k];
-		fd[id] = mfd__sock_connect(&u, 2000, -1, NULL);
+		fd[id] = pair_dial(&pr);
 		CHECK(fd[id] >= 0);
 		struct mfd__hello h = fake_hello((uint16_t)id, NDATA + 1, 64);
 		fake_send_hello(fd[id], &h);
@@ -70,15 +52,15 @@ static void one_order(const int *order, const char *listen)
 	for (int ch = NDATA; ch >= 1; ch--)
 		fake_send_eos(fd[ch], &seq[ch]);
 	fake_send_end(fd[0], &seq[0], normal, zero);
-	pthread_join(d.t, NULL);
-	if (d.rc)
-		fprintf(stderr, "destination: %s\n", d.err.msg);
-	CHECK_CODE(d.rc, 0);
+	pair_join(&pr);
+	if (pr.dst.rc)
+		fprintf(stderr, "destination: %s\n", pr.dst.err.msg);
+	CHECK_CODE(pr.dst.rc, 0);
 	CHECK(memcmp(src, dst, LEN) == 0);
 	CHECK(zero > 0 && normal > 0);
 	for (int i = 0; i <= NDATA; i++)
 		close(fd[i]);
-	mfd_session_free(d.s);
+	pair_free(&pr);
 	munmap(src, LEN);
 	munmap(dst, LEN);
 }
@@ -89,7 +71,7 @@ int main(void)
 	for (int i = 0; i <= NDATA; i++)
 		reverse[i] = NDATA - i;
 	one_order(reverse, "tcp:127.0.0.1:0");
-	one_order(reverse, "unix:/tmp/mfd-t-order.sock");
+	one_order(reverse, NULL);
 	uint64_t st = 0xfeed;
 	for (int round = 0; round < 6; round++) {
 		for (int i = 0; i <= NDATA; i++)

@@ -7,6 +7,7 @@
  * exits 0 if the corruption was caught (it shows that the stress test has teeth). */
 #include "guest.h"
 #include "migrate/session.h"
+#include "pair.h"
 
 /* Per-channel delays, through the channel test hook.
  *
@@ -65,21 +66,6 @@ static void stall_one_receiver(void)
 	__atomic_store_n(&stall_chan, 1 + (int)(x % 4), __ATOMIC_RELEASE);
 }
 
-struct dst {
-	struct mfd_session *s;
-	uint8_t *mem;
-	struct mfd_error err;
-	int rc;
-	pthread_t t;
-};
-
-static void *dst_run(void *arg)
-{
-	struct dst *d = arg;
-	d->rc = mfd_session_run(d->s, &d->err);
-	return NULL;
-}
-
 struct live_cfg {
 	size_t len;
 	size_t dirty_len;
@@ -99,7 +85,6 @@ struct live_cfg {
 	unsigned throttle_initial, throttle_step;
 	int cancel_after_ms;	/* -1: none */
 	bool cancel_in_stop;
-	bool keep_failed_dst;	/* return without freeing the destination (caller reuses path) */
 };
 
 struct live_res {
@@ -110,38 +95,21 @@ struct live_res {
 	char src_msg[MFD_ERROR_MSG_MAX], dst_msg[MFD_ERROR_MSG_MAX];
 };
 
-struct canceller {
-	struct mfd_session *s;
-	int ms;
-};
-
-static void *cancel_thread(void *a)
-{
-	struct canceller *c = a;
-	usleep((useconds_t)c->ms * 1000);
-	mfd_session_cancel(c->s);
-	return NULL;
-}
-
 static void run_live(const struct live_cfg *c, struct live_res *r)
 {
 	memset(r, 0, sizeof(*r));
-	uint8_t *src = t_map(c->len);
+	uint8_t *src = t_map(c->len), *dmem = t_map(c->len);
 	t_fill(src, c->len, 5);
-	struct dst d = { .s = mfd_session_new(MFD_INCOMING), .mem = t_map(c->len) };
-	mfd_error_clear(&d.err);
-	mfd_ram_block_add(d.s, "ram", d.mem, c->len, 4096, MFD_BLOCK_ZEROED);
+	struct pair p;
+	pair_new(&p);
+	struct mfd_session *s = p.src.s;
+	pair_block_add(&p, "ram", src, dmem, c->len, MFD_BLOCK_ZEROED);
 	struct mfd__test_knobs dk = { .no_barrier = c->no_barrier };
 	if (c->delays)
 		dk.hook = delay_hook;
-	mfd__session_set_test_knobs(d.s, &dk);
-	char uri[128];
-	CHECK_CODE(mfd_session_listen(d.s, c->listen ? c->listen : "unix:/tmp/mfd-t-precopy.sock",
-				      &d.err), 0);
-	mfd_session_local_uri(d.s, uri, sizeof(uri));
-	pthread_create(&d.t, NULL, dst_run, &d);
+	mfd__session_set_test_knobs(p.dst.s, &dk);
+	CHECK_CODE(pair_listen(&p, c->listen ? c->listen : pair_unix(&p, "t-precopy"), 0), 0);
 
-	struct mfd_session *s = mfd_session_new(MFD_OUTGOING);
 	mfd_session_set(s, MFD_OPT_CHANNELS, c->channels);
 	mfd_session_set(s, MFD_OPT_VERIFY, 1);
 	mfd_session_set(s, MFD_OPT_BATCH_PAGES, c->batch ? c->batch : 32);
@@ -155,7 +123,6 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 		mfd_session_set(s, MFD_OPT_THROTTLE_INITIAL, c->throttle_initial);
 	if (c->throttle_step)
 		mfd_session_set(s, MFD_OPT_THROTTLE_STEP, c->throttle_step);
-	mfd_ram_block_add(s, "ram", src, c->len, 4096, 0);
 	CHECK_CODE(mfd_session_track_manual(s), 0);
 	struct mfd__test_knobs sk = { .min_rounds = c->min_rounds };
 	if (c->delays)
@@ -171,27 +138,18 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 	mfd_session_set_callbacks(s, &cb);
 	guest_start(g);
 
-	pthread_t ct;
-	struct canceller cc = { s, c->cancel_after_ms };
-	if (c->cancel_after_ms >= 0)
-		pthread_create(&ct, NULL, cancel_thread, &cc);
-	struct mfd_error err;
-	mfd_error_clear(&err);
-	r->src_rc = mfd_session_connect(s, uri, &err);
-	if (r->src_rc == 0)
-		r->src_rc = mfd_session_run(s, &err);
-	if (c->cancel_after_ms >= 0)
-		pthread_join(ct, NULL);
-	if (r->src_rc)
-		mfd_session_cancel(d.s);	/* a destination still accepting would wait otherwise */
-	pthread_join(d.t, NULL);
-	r->dst_rc = d.rc;
-	snprintf(r->src_msg, sizeof(r->src_msg), "%s", err.msg);
-	snprintf(r->dst_msg, sizeof(r->dst_msg), "%s", d.err.msg);
+	struct canceller cc = { .s = s, .ms = c->cancel_after_ms };
+	canceller_start(&cc);
+	/* A failed source cancels a destination still accepting (it would wait otherwise). */
+	r->src_rc = pair_run(&p);
+	canceller_join(&cc);
+	r->dst_rc = p.dst.rc;
+	snprintf(r->src_msg, sizeof(r->src_msg), "%s", p.src.err.msg);
+	snprintf(r->dst_msg, sizeof(r->dst_msg), "%s", p.dst.err.msg);
 	mfd_session_get_stats(s, &r->st);
 	/* Compare while the writers are still paused (they stay paused after a completed run). */
 	if (r->src_rc == 0)
-		r->equal = memcmp(src, d.mem, c->len) == 0;
+		r->equal = memcmp(src, dmem, c->len) == 0;
 	/* The source keeps running: writers resume (if they were stopped and the run failed) and
 	 * the memory stays writable once tracking stopped. */
 	if (r->src_rc) {
@@ -201,10 +159,9 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 		CHECK_EQ(g->stops, g->resumes);
 	}
 	guest_stop_threads(g);
-	mfd_session_free(s);
-	mfd_session_free(d.s);
+	pair_free(&p);
 	munmap(src, c->len);
-	munmap(d.mem, c->len);
+	munmap(dmem, c->len);
 }
 
 static bool stress(bool no_barrier)

@@ -1,84 +1,53 @@
 /* t_reject — a hand-made source speaks raw protocol to a real incoming session; every malformed
  * field must be rejected with its exact error code, and the session must end (never hang). */
-#include "core/io.h"
-#include "proto/proto.h"
-#include "tutil.h"
+#include "fakepeer.h"
+#include "pair.h"
 
 #define NCH 3		/* main + 2 data channels */
 #define LEN_A (1u << 20)
 #define LEN_B (64u << 10)
 #define BATCH 16
 
+/* A real destination on socketpairs; the test is its source, writing d.p.src_fd[] by hand (the
+ * pair's source session stays unused). */
 struct dest {
-	struct mfd_session *s;
+	struct pair p;
 	uint8_t *a, *b;
-	int peer[NCH];		/* our ends of the socketpairs */
-	struct mfd_error err;
-	int rc;
-	pthread_t t;
 };
-
-static void *dest_run(void *arg)
-{
-	struct dest *d = arg;
-	d->rc = mfd_session_run(d->s, &d->err);
-	return NULL;
-}
 
 static void dest_start(struct dest *d)
 {
-	memset(d, 0, sizeof(*d));
-	mfd_error_clear(&d->err);
-	d->s = mfd_session_new(MFD_INCOMING);
+	pair_new(&d->p);
 	d->a = t_map(LEN_A);
 	d->b = t_map(LEN_B);
-	CHECK(mfd_ram_block_add(d->s, "a", d->a, LEN_A, 4096, MFD_BLOCK_ZEROED) == 0);
-	CHECK(mfd_ram_block_add(d->s, "b", d->b, LEN_B, 4096, 0) == 1);
-	mfd_session_set(d->s, MFD_OPT_TIMEOUT_MS, 2000);
-	char uri[128] = "fd:";
-	for (int i = 0; i < NCH; i++) {
-		int sv[2];
-		CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-		d->peer[i] = sv[0];
-		snprintf(uri + strlen(uri), sizeof(uri) - strlen(uri), "%s%d", i ? "," : "", sv[1]);
-	}
-	CHECK_CODE(mfd_session_listen(d->s, uri, &d->err), 0);
-	pthread_create(&d->t, NULL, dest_run, d);
+	CHECK(mfd_ram_block_add(d->p.dst.s, "a", d->a, LEN_A, 4096, MFD_BLOCK_ZEROED) == 0);
+	CHECK(mfd_ram_block_add(d->p.dst.s, "b", d->b, LEN_B, 4096, 0) == 1);
+	mfd_session_set(d->p.dst.s, MFD_OPT_TIMEOUT_MS, 2000);
+	CHECK_CODE(pair_listen(&d->p, NULL, NCH - 1), 0);
 }
 
 /* Wait for the session to end by itself (our ends stay open, so it must find the fault on its
  * own), then close our ends and return its code. */
 static int dest_finish(struct dest *d)
 {
-	pthread_join(d->t, NULL);
+	pair_join(&d->p);
 	for (int i = 0; i < NCH; i++)
-		if (d->peer[i] >= 0)
-			close(d->peer[i]);
+		if (d->p.src_fd[i] >= 0)
+			close(d->p.src_fd[i]);
 	struct mfd_stats st;
-	mfd_session_get_stats(d->s, &st);
-	if (d->rc)
+	mfd_session_get_stats(d->p.dst.s, &st);
+	if (d->p.dst.rc)
 		CHECK_EQ(st.status, MFD_STATUS_FAILED);
-	mfd_session_free(d->s);
+	int rc = d->p.dst.rc;
+	pair_free(&d->p);
 	munmap(d->a, LEN_A);
 	munmap(d->b, LEN_B);
-	return d->rc;
+	return rc;
 }
-
-static const uint8_t SESSION[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 static struct mfd__hello hello(uint16_t id)
 {
-	struct mfd__hello h = { .version = 1, .min_version = 1, .channel_id = id,
-				.channel_count = NCH, .page_size = 4096, .batch_pages = BATCH };
-	memcpy(h.session, SESSION, 16);
-	return h;
-}
-
-static void send_hello(int fd, const struct mfd__hello *h)
-{
-	uint8_t b[MFD_HELLO_LEN];
-	mfd__hello_encode(b, h);
-	mfd__io_write_fd(fd, b, sizeof(b));
+	return fake_hello(id, NCH, BATCH);
 }
 
 static void send_raw(int fd, const void *p, size_t n)
@@ -86,36 +55,46 @@ static void send_raw(int fd, const void *p, size_t n)
 	mfd__io_write_fd(fd, p, n);
 }
 
-static uint64_t seqs[NCH];
-
-static void send_pkt(int fd, int ch, uint8_t type, const void *meta, uint32_t meta_len,
-		     const void *data, uint32_t data_len)
+/* A hello for channel 0 encoded whole, then byte `at` XORed with `mask`. */
+static void send_bad_hello(struct dest *d, size_t at, uint8_t mask)
 {
-	uint8_t hdr[MFD_PKT_HDR_LEN];
-	struct mfd__pkt_hdr h = { .type = type, .seq = seqs[ch]++, .meta_len = meta_len,
-				  .data_len = data_len };
-	mfd__pkt_hdr_encode(hdr, &h, meta);
-	send_raw(fd, hdr, sizeof(hdr));
-	if (meta_len)
-		send_raw(fd, meta, meta_len);
-	if (data_len)
-		send_raw(fd, data, data_len);
+	uint8_t b[MFD_HELLO_LEN];
+	struct mfd__hello h = hello(0);
+	mfd__hello_encode(b, &h);
+	b[at] ^= mask;
+	send_raw(d->p.src_fd[0], b, sizeof(b));
 }
 
-/* Handshake every channel and send the right block table. */
-static void setup(struct dest *d)
+static uint64_t seqs[NCH];
+
+static void send_pkt(struct dest *d, int ch, uint8_t type, const void *meta, uint32_t meta_len,
+		     const void *data, uint32_t data_len)
+{
+	fake_send_pkt(d->p.src_fd[ch], &seqs[ch], type, meta, meta_len, data, data_len);
+}
+
+/* Handshake every channel and send a block table: the right one, or with block "b" named
+ * `name1`. */
+static void send_table(struct dest *d, const char *name1)
 {
 	memset(seqs, 0, sizeof(seqs));
 	for (int i = 0; i < NCH; i++) {
 		struct mfd__hello h = hello((uint16_t)i);
-		send_hello(d->peer[i], &h);
+		fake_send_hello(d->p.src_fd[i], &h);
 	}
-	struct mfd__block_desc bd[2] = { { "a", LEN_A, 4096 }, { "b", LEN_B, 4096 } };
-	uint8_t meta[1024];
-	uint32_t n = mfd__blocks_encode(meta, bd, 2);
-	send_pkt(d->peer[0], 0, MFD_PKT_BLOCKS, meta, n, NULL, 0);
+	struct mfd__block_desc bd[2] = { { "a", LEN_A, 4096 }, { "", LEN_B, 4096 } };
+	snprintf(bd[1].name, sizeof(bd[1].name), "%s", name1);
+	fake_send_blocks(d->p.src_fd[0], &seqs[0], bd, 2);
 }
 
+/* Where the cases after the handshake start. */
+static void setup(struct dest *d)
+{
+	send_table(d, "b");
+}
+
+/* A RAM packet with its meta made by hand: the counts, offsets and data length need not agree
+ * (at most 64 offsets go out). */
 static void send_ram(struct dest *d, int ch, uint32_t block, uint32_t normal, uint32_t zero,
 		     const uint64_t *offs, uint32_t data_len)
 {
@@ -128,7 +107,15 @@ static void send_ram(struct dest *d, int ch, uint32_t block, uint32_t normal, ui
 	for (uint32_t i = 0; i < normal + zero && i < 64; i++)
 		mfd__put64(meta + 16 + 8 * i, offs[i]);
 	uint32_t ml = 16 + 8 * ((normal + zero) < 64 ? (normal + zero) : 64);
-	send_pkt(d->peer[ch], ch, MFD_PKT_RAM, meta, ml, page, data_len);
+	send_pkt(d, ch, MFD_PKT_RAM, meta, ml, page, data_len);
+}
+
+/* End of stream on every data channel, then END with these totals. */
+static void send_end(struct dest *d, uint64_t normal, uint64_t zero)
+{
+	for (int ch = 1; ch < NCH; ch++)
+		fake_send_eos(d->p.src_fd[ch], &seqs[ch]);
+	fake_send_end(d->p.src_fd[0], &seqs[0], normal, zero);
 }
 
 /* The observed code when it is one of two acceptable ones, else the first (for the message). */
@@ -143,10 +130,10 @@ static int rc_or(int a, int b) { return last_rc == b ? b : a; }
 		dest_start(&d);                                                            \
 		__VA_ARGS__;                                                               \
 		int _rc = last_rc = dest_finish(&d);                                       \
-		snprintf(last_msg, sizeof(last_msg), "%s", d.err.msg);                      \
+		snprintf(last_msg, sizeof(last_msg), "%s", d.p.dst.err.msg);               \
 		CHECK_CODE(_rc, code);                                                     \
 		if (_rc != (code))                                                         \
-			fprintf(stderr, "  message: %s\n", d.err.msg);                     \
+			fprintf(stderr, "  message: %s\n", d.p.dst.err.msg);               \
 	} while (0)
 
 int main(void)
@@ -154,95 +141,74 @@ int main(void)
 	uint64_t offs[64];
 
 	/* ---- handshake ---- */
-	EXPECT("bad magic", MFD_EMAGIC, {
-		uint8_t b[MFD_HELLO_LEN];
-		struct mfd__hello h = hello(0);
-		mfd__hello_encode(b, &h);
-		b[0] ^= 0xff;
-		send_raw(d.peer[0], b, sizeof(b));
-	});
+	EXPECT("bad magic", MFD_EMAGIC, { send_bad_hello(&d, 0, 0xff); });
 	EXPECT("unknown version", MFD_EVERSION, {
 		struct mfd__hello h = hello(0);
 		h.version = 7;
 		h.min_version = 7;
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
-	EXPECT("hello checksum", MFD_ECHECKSUM, {
-		uint8_t b[MFD_HELLO_LEN];
-		struct mfd__hello h = hello(0);
-		mfd__hello_encode(b, &h);
-		b[30] ^= 1;
-		send_raw(d.peer[0], b, sizeof(b));
-	});
+	EXPECT("hello checksum", MFD_ECHECKSUM, { send_bad_hello(&d, 30, 1); });
 	EXPECT("wrong session id", MFD_ESESSION, {
 		struct mfd__hello h = hello(0);
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 		h = hello(1);
 		h.session[5] ^= 0x40;
-		send_hello(d.peer[1], &h);
+		fake_send_hello(d.p.src_fd[1], &h);
 	});
 	EXPECT("channel id >= count", MFD_ECHANID, {
 		struct mfd__hello h = hello(NCH);
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
 	EXPECT("duplicate channel", MFD_EDUPCHAN, {
 		struct mfd__hello h = hello(1);
-		send_hello(d.peer[0], &h);
-		send_hello(d.peer[1], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
+		fake_send_hello(d.p.src_fd[1], &h);
 	});
 	EXPECT("channel count differs", MFD_ECHANCOUNT, {
 		struct mfd__hello h = hello(0);
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 		h = hello(1);
 		h.channel_count = NCH + 1;
-		send_hello(d.peer[1], &h);
+		fake_send_hello(d.p.src_fd[1], &h);
 	});
 	EXPECT("page size", MFD_EPAGESIZE, {
 		struct mfd__hello h = hello(0);
 		h.page_size = 8192;
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
 	EXPECT("batch bound in hello", MFD_EPAGES, {
 		struct mfd__hello h = hello(0);
 		h.batch_pages = MFD_MAX_BATCH_PAGES + 1;
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
 	EXPECT("unknown feature", MFD_EFEATURE, {
 		struct mfd__hello h = hello(0);
 		h.features = 1ull << 40;
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
 	EXPECT("unknown codec", MFD_EFEATURE, {
 		struct mfd__hello h = hello(0);
 		h.codec = 7;	/* the codec table has only none (0) */
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 	});
 	EXPECT("codec differs between channels", MFD_EFEATURE, {
 		struct mfd__hello h = hello(0);
-		send_hello(d.peer[0], &h);
+		fake_send_hello(d.p.src_fd[0], &h);
 		h = hello(1);
 		h.codec = 7;
-		send_hello(d.peer[1], &h);
+		fake_send_hello(d.p.src_fd[1], &h);
 	});
 	EXPECT("truncated hello", MFD_ETRUNC, {
 		uint8_t b[MFD_HELLO_LEN];
 		struct mfd__hello h = hello(0);
 		mfd__hello_encode(b, &h);
-		send_raw(d.peer[0], b, 40);
-		shutdown(d.peer[0], SHUT_WR);
+		send_raw(d.p.src_fd[0], b, 40);
+		shutdown(d.p.src_fd[0], SHUT_WR);
 	});
 
 	/* ---- block table ---- */
-	EXPECT("block table mismatch", MFD_EBLOCKTABLE, {
-		for (int i = 0; i < NCH; i++) {
-			struct mfd__hello h = hello((uint16_t)i);
-			send_hello(d.peer[i], &h);
-		}
-		struct mfd__block_desc bd[2] = { { "a", LEN_A, 4096 }, { "c", LEN_B, 4096 } };
-		uint8_t meta[1024];
-		uint32_t n = mfd__blocks_encode(meta, bd, 2);
-		send_pkt(d.peer[0], 0, MFD_PKT_BLOCKS, meta, n, NULL, 0);
-	});
+	EXPECT("block table mismatch", MFD_EBLOCKTABLE, { send_table(&d, "c"); });
 
 	/* ---- RAM packets ---- */
 	offs[0] = 0;
@@ -275,7 +241,7 @@ int main(void)
 		mfd__put64(meta + 16, 0);
 		mfd__put64(meta + 24, 4096);
 		static uint8_t data[3 * 4096];
-		send_pkt(d.peer[1], 1, MFD_PKT_RAM, meta, sizeof(meta), data, sizeof(data));
+		send_pkt(&d, 1, MFD_PKT_RAM, meta, sizeof(meta), data, sizeof(data));
 	});
 	EXPECT("header checksum", MFD_ECHECKSUM, {
 		setup(&d);
@@ -284,23 +250,23 @@ int main(void)
 		uint8_t meta[8] = { 0 };
 		mfd__pkt_hdr_encode(hdr, &h, meta);
 		meta[0] = 1;	/* meta changed after the checksum */
-		send_raw(d.peer[1], hdr, sizeof(hdr));
-		send_raw(d.peer[1], meta, 8);
+		send_raw(d.p.src_fd[1], hdr, sizeof(hdr));
+		send_raw(d.p.src_fd[1], meta, 8);
 	});
 	EXPECT("packet magic", MFD_EMAGIC, {
 		setup(&d);
 		uint8_t junk[MFD_PKT_HDR_LEN];
 		memset(junk, 0x41, sizeof(junk));
-		send_raw(d.peer[2], junk, sizeof(junk));
+		send_raw(d.p.src_fd[2], junk, sizeof(junk));
 	});
 	EXPECT("unknown packet type", MFD_ETYPE, {
 		setup(&d);
-		send_pkt(d.peer[1], 1, 99, NULL, 0, NULL, 0);
+		send_pkt(&d, 1, 99, NULL, 0, NULL, 0);
 	});
 	EXPECT("main-channel packet on a data channel", MFD_ETYPE, {
 		setup(&d);
 		uint8_t meta[MFD_END_REC_LEN] = { 0 };
-		send_pkt(d.peer[1], 1, MFD_PKT_END, meta, sizeof(meta), NULL, 0);
+		send_pkt(&d, 1, MFD_PKT_END, meta, sizeof(meta), NULL, 0);
 	});
 	EXPECT("sequence gap", MFD_ESEQ, {
 		setup(&d);
@@ -314,15 +280,15 @@ int main(void)
 		struct mfd__pkt_hdr h = { .type = MFD_PKT_RAM, .meta_len = MFD_PROTO_MAX_META + 1 };
 		static uint8_t big[MFD_PROTO_MAX_META + 1];
 		mfd__pkt_hdr_encode(hdr, &h, big);
-		send_raw(d.peer[1], hdr, sizeof(hdr));
+		send_raw(d.p.src_fd[1], hdr, sizeof(hdr));
 	});
 	EXPECT("truncated header", MFD_ETRUNC, {
 		setup(&d);
 		uint8_t hdr[MFD_PKT_HDR_LEN];
 		struct mfd__pkt_hdr h = { .type = MFD_PKT_EOS, .meta_len = 8 };
 		mfd__pkt_hdr_encode(hdr, &h, "\0\0\0\0\0\0\0\0");
-		send_raw(d.peer[1], hdr, 20);
-		shutdown(d.peer[1], SHUT_WR);
+		send_raw(d.p.src_fd[1], hdr, 20);
+		shutdown(d.p.src_fd[1], SHUT_WR);
 	});
 	EXPECT("truncated page data", MFD_ETRUNC, {
 		setup(&d);
@@ -340,47 +306,39 @@ int main(void)
 					  .data_len = 8192 };
 		mfd__pkt_hdr_encode(hdr, &h, meta);
 		static uint8_t data[5000];
-		send_raw(d.peer[1], hdr, sizeof(hdr));
-		send_raw(d.peer[1], meta, sizeof(meta));
-		send_raw(d.peer[1], data, sizeof(data));
-		shutdown(d.peer[1], SHUT_WR);
+		send_raw(d.p.src_fd[1], hdr, sizeof(hdr));
+		send_raw(d.p.src_fd[1], meta, sizeof(meta));
+		send_raw(d.p.src_fd[1], data, sizeof(data));
+		shutdown(d.p.src_fd[1], SHUT_WR);
 	});
 	EXPECT("end-of-stream count", MFD_ECOUNT, {
 		setup(&d);
 		uint8_t meta[8];
 		mfd__put64(meta, 3);	/* claims 3 packets before it; there were none */
-		send_pkt(d.peer[1], 1, MFD_PKT_EOS, meta, 8, NULL, 0);
+		send_pkt(&d, 1, MFD_PKT_EOS, meta, 8, NULL, 0);
 	});
 	EXPECT("END totals", MFD_ECOUNT, {
 		setup(&d);
 		offs[0] = 0;
 		send_ram(&d, 1, 0, 1, 0, offs, 4096);
-		for (int ch = 1; ch < NCH; ch++) {
-			uint8_t meta[8];
-			mfd__put64(meta, seqs[ch]);
-			send_pkt(d.peer[ch], ch, MFD_PKT_EOS, meta, 8, NULL, 0);
-		}
-		struct mfd__end_rec end = { .normal_pages = 2 };
-		uint8_t em[MFD_END_REC_LEN];
-		mfd__end_encode(em, &end);
-		send_pkt(d.peer[0], 0, MFD_PKT_END, em, sizeof(em), NULL, 0);
+		send_end(&d, 2, 0);
 	});
 	EXPECT("source reports an error", MFD_ECANCELED, {
 		setup(&d);
 		uint8_t meta[300];
 		uint32_t n = mfd__errrec_encode(meta, MFD_ECANCELED, "operator\x01 said stop");
-		send_pkt(d.peer[0], 0, MFD_PKT_ERROR, meta, n, NULL, 0);
+		send_pkt(&d, 0, MFD_PKT_ERROR, meta, n, NULL, 0);
 	});
 	/* A vanished peer reads as end of stream, or as a reset when it left our replies unread. */
 	EXPECT("source vanishes mid-stream", rc_or(MFD_ECLOSED, -ECONNRESET), {
 		setup(&d);
 		uint8_t acks[MFD_ACCEPT_LEN + MFD_PKT_HDR_LEN + MFD_STATUS_REC_LEN];
-		CHECK_CODE(mfd__io_read_fd(d.peer[0], acks, sizeof(acks)), 0);	/* table accepted */
+		CHECK_CODE(mfd__io_read_fd(d.p.src_fd[0], acks, sizeof(acks)), 0);	/* table accepted */
 		offs[0] = 0;
 		send_ram(&d, 1, 0, 1, 0, offs, 4096);
 		for (int i = 0; i < NCH; i++) {
-			close(d.peer[i]);
-			d.peer[i] = -1;
+			close(d.p.src_fd[i]);
+			d.p.src_fd[i] = -1;
 		}
 	});
 
@@ -396,18 +354,10 @@ int main(void)
 		send_ram(&d, 1, 0, 2, 1, offs, 2 * 4096);
 		offs[0] = LEN_B - 4096;
 		send_ram(&d, 2, 1, 1, 0, offs, 4096);
-		for (int ch = 1; ch < NCH; ch++) {
-			uint8_t meta[8];
-			mfd__put64(meta, seqs[ch]);
-			send_pkt(d.peer[ch], ch, MFD_PKT_EOS, meta, 8, NULL, 0);
-		}
-		struct mfd__end_rec end = { .normal_pages = 3, .zero_pages = 1 };
-		uint8_t em[MFD_END_REC_LEN];
-		mfd__end_encode(em, &end);
-		send_pkt(d.peer[0], 0, MFD_PKT_END, em, sizeof(em), NULL, 0);
+		send_end(&d, 3, 1);
 		/* Wait for COMMIT before closing our ends. */
 		uint8_t buf[MFD_ACCEPT_LEN + 2 * (MFD_PKT_HDR_LEN + MFD_STATUS_REC_LEN)];
-		CHECK_CODE(mfd__io_read_fd(d.peer[0], buf, sizeof(buf)), 0);
+		CHECK_CODE(mfd__io_read_fd(d.p.src_fd[0], buf, sizeof(buf)), 0);
 		CHECK_EQ(buf[MFD_ACCEPT_LEN + MFD_PKT_HDR_LEN + MFD_STATUS_REC_LEN + 4], MFD_PKT_COMMIT);
 	});
 	return t_done("t_reject");

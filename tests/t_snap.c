@@ -9,38 +9,6 @@
 
 #define PS 4096u
 
-/* A device whose state is a buffer; load checks the bytes and records the version. */
-struct dev {
-	uint8_t state[3000];
-	size_t len;
-	uint8_t loaded[3000];
-	size_t loaded_len;
-	uint32_t loaded_version;
-	int loads;
-};
-
-static long dev_save(void *o, void *buf, size_t cap)
-{
-	struct dev *d = o;
-	if (cap >= d->len)
-		memcpy(buf, d->state, d->len);
-	return (long)d->len;
-}
-
-static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
-{
-	struct dev *d = o;
-	if (len > sizeof(d->loaded))
-		return -EINVAL;
-	memcpy(d->loaded, buf, len);
-	d->loaded_len = len;
-	d->loaded_version = version;
-	d->loads++;
-	return 0;
-}
-
-static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
-
 struct mem {
 	uint8_t *a, *b;		/* blocks "ram0" and "ram1" */
 	size_t alen, blen;
@@ -386,19 +354,6 @@ static int fail_hook(void *ctx, int chan, bool writing, size_t len)
 	return 0;
 }
 
-struct canceller {
-	struct mfd_session *s;
-	int ms;
-};
-
-static void *cancel_thread(void *a)
-{
-	struct canceller *c = a;
-	usleep((useconds_t)c->ms * 1000);
-	mfd_session_cancel(c->s);
-	return NULL;
-}
-
 static void live(const struct live_cfg *c, const char *name, int want_rc)
 {
 	char path[600];
@@ -439,15 +394,12 @@ static void live(const struct live_cfg *c, const char *name, int want_rc)
 	mfd_error_clear(&err);
 	CHECK_CODE(mfd_session_open_file(s, path, &err), 0);
 	guest_start(&g);
-	pthread_t ct;
-	struct canceller cc = { s, c->cancel_after_ms };
-	if (c->cancel_after_ms >= 0)
-		pthread_create(&ct, NULL, cancel_thread, &cc);
+	struct canceller cc = { .s = s, .ms = c->cancel_after_ms };
+	canceller_start(&cc);
 	uint64_t t0 = g_now_us();
 	int rc = mfd_session_run(s, &err);
 	uint64_t took_ms = (g_now_us() - t0) / 1000;
-	if (c->cancel_after_ms >= 0)
-		pthread_join(ct, NULL);
+	canceller_join(&cc);
 	struct mfd_stats st;
 	mfd_session_get_stats(s, &st);
 	fprintf(stderr, "live %s: rc %d (%s) rounds %llu syncs %llu downtime %llu ms, %llu ms, "

@@ -16,27 +16,6 @@ static uint8_t *mem0, *mem1;
 static char good[600], work[600];
 static struct mfd__snap_meta lay;	/* the good file's layout */
 
-struct dev {
-	uint8_t state[100];
-	size_t len;
-	int refuse;
-};
-
-static long dev_save(void *o, void *buf, size_t cap)
-{
-	struct dev *d = o;
-	if (cap >= d->len)
-		memcpy(buf, d->state, d->len);
-	return (long)d->len;
-}
-
-static int dev_load(void *o, const void *buf, size_t len, uint32_t version)
-{
-	struct dev *d = o;
-	return d->refuse ? -EBADMSG : 0;
-}
-
-static const struct mfd_device_ops ops = { dev_save, dev_load };
 static struct dev cpu = { .len = 100 }, uart = { .len = 0 };
 
 static void make(const char *path, bool verify)
@@ -44,8 +23,8 @@ static void make(const char *path, bool verify)
 	struct mfd_session *s = mfd_session_new(MFD_SAVE);
 	mfd_ram_block_add(s, "ram0", mem0, LEN0, PS, 0);
 	mfd_ram_block_add(s, "ram1", mem1, LEN1, PS, 0);
-	mfd_device_add(s, "cpu", 0, 2, &ops, &cpu);
-	mfd_device_add(s, "uart", 1, 1, &ops, &uart);
+	mfd_device_add(s, "cpu", 0, 2, &dev_ops, &cpu);
+	mfd_device_add(s, "uart", 1, 1, &dev_ops, &uart);
 	mfd_session_set(s, MFD_OPT_CHANNELS, 2);
 	mfd_session_set(s, MFD_OPT_VERIFY, verify);
 	struct mfd_error err;
@@ -107,10 +86,10 @@ static int restore_open(const char *path, const struct reg *r, bool run, struct 
 		mfd_ram_block_add(s, r && r->name1 ? r->name1 : "ram1", b, r && r->len1 ? r->len1 : LEN1,
 				  ps, MFD_BLOCK_ZEROED);
 	if (!r || !r->no_cpu)
-		mfd_device_add(s, "cpu", 0, r && r->cpu_version ? r->cpu_version : 2, &ops, &cpu);
-	mfd_device_add(s, "uart", 1, 1, &ops, &uart);
+		mfd_device_add(s, "cpu", 0, r && r->cpu_version ? r->cpu_version : 2, &dev_ops, &cpu);
+	mfd_device_add(s, "uart", 1, 1, &dev_ops, &uart);
 	if (r && r->extra_dev)
-		mfd_device_add(s, "disk", 0, 1, &ops, &cpu);
+		mfd_device_add(s, "disk", 0, 1, &dev_ops, &cpu);
 	if (r && r->device_max)
 		mfd_session_set(s, MFD_OPT_DEVICE_MAX_BYTES, r->device_max);
 	if (r && r->lazy)
@@ -472,7 +451,7 @@ static void mismatches(void)
 	ok.lazy = true;
 	CHECK_CODE(restore_open(good, &ok, true, &e), 0);
 	/* A refusing load callback: its code. */
-	cpu.refuse = 1;
+	cpu.refuse = -EBADMSG;
 	CHECK_CODE(restore_open(good, &ok, true, &e), -EBADMSG);
 	cpu.refuse = 0;
 	/* Page data changed behind the metadata's back: an eager restore finds the page by its

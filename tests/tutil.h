@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include "multifd.h"
 
@@ -86,6 +87,51 @@ static inline void t_fill(void *mem, size_t len, uint64_t seed)
 		x ^= x << 17;
 		w[i] = x;
 	}
+}
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t t_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Cancel a session from another thread `ms` milliseconds after canceller_start (a negative ms:
+ * never; `twice`: a second cancel at once, which must be harmless).
+ *
+ *     struct canceller c = { .s = s, .ms = 80 };
+ *     canceller_start(&c);  ... mfd_session_run(s, &err) ...  canceller_join(&c); */
+struct canceller {
+	struct mfd_session *s;
+	int ms;
+	bool twice;
+	bool running;		/* a thread was started (joined by canceller_join) */
+	pthread_t t;
+};
+
+static inline void *canceller_thread(void *arg)
+{
+	struct canceller *c = arg;
+	usleep((useconds_t)c->ms * 1000);
+	mfd_session_cancel(c->s);
+	if (c->twice)
+		mfd_session_cancel(c->s);
+	return NULL;
+}
+
+static inline void canceller_start(struct canceller *c)
+{
+	c->running = c->ms >= 0;
+	if (c->running)
+		pthread_create(&c->t, NULL, canceller_thread, c);
+}
+
+static inline void canceller_join(struct canceller *c)
+{
+	if (c->running)
+		pthread_join(c->t, NULL);
+	c->running = false;
 }
 
 static inline uint64_t t_rand(uint64_t *state)
