@@ -1,6 +1,6 @@
 /* fuzz/fuzz_packet — the packet header decoder, its checksum check, and every record decoder.
  *
- * Input: one selector byte, then the bytes handed to the decoder it picks (selector % 9):
+ * Input: one selector byte, then the bytes handed to the decoder it picks (selector % 10):
  *   0  a whole packet as a receiver sees it: 32-byte header (mfd__pkt_hdr_decode), then the
  *      meta (mfd__pkt_check), then the type's record decoder on the meta, as incoming.c does;
  *   1  RAM meta with limits A (4 KiB pages, 512 pages per batch, three blocks);
@@ -10,6 +10,7 @@
  *   5  END record                  6  ERROR record, 256-byte message buffer
  *   7  ERROR record, 8-byte message buffer
  *   8  DEVICE meta
+ *   9  DEVICES: 8 bytes of meta, then the entries as the packet's data
  *
  * After a successful decode the target checks what the decoder promises (docs/format.md): every
  * bound holds, and the decoded record re-encodes to exactly the bytes read.  A violation
@@ -201,6 +202,39 @@ static void error_rec(const uint8_t *m, uint32_t len, size_t cap)
 			FAIL("message written past its %zu-byte buffer", cap);
 }
 
+static struct mfd__device_desc devs[MFD_DEVICES_MAX];
+static uint8_t devs_reenc[MFD_DEVICES_MAX * MFD_DEVICES_ENTRY_MAX];
+
+static void device_table(const uint8_t *meta, const uint8_t *data, uint32_t data_len)
+{
+	struct mfd_error e;
+	uint32_t n;
+	mfd_error_clear(&e);
+	int rc = mfd__devices_meta_decode(meta, MFD_DEVICES_META_LEN, data_len, &n, &e);
+	if (rc == 0)
+		rc = mfd__devices_decode(data, data_len, n, devs, &e);
+	if (rc) {
+		check_err(&e, rc);
+		return;
+	}
+	if (n > MFD_DEVICES_MAX || (uint64_t)data_len > (uint64_t)n * MFD_DEVICES_ENTRY_MAX)
+		FAIL("%u devices in %u bytes accepted", n, data_len);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t nl = strnlen(devs[i].name, sizeof(devs[i].name));
+		size_t cl = strnlen(devs[i].config, sizeof(devs[i].config));
+		if (nl == 0 || nl > MFD_MAX_NAME || cl > MFD_DEVICE_CONFIG_MAX)
+			FAIL("device %u: name of %zu, config of %zu bytes", i, nl, cl);
+		for (size_t k = 0; k < cl; k++)
+			if (devs[i].config[k] < 0x20 || devs[i].config[k] > 0x7e)
+				FAIL("device %u: unprintable configuration", i);
+		for (uint32_t k = 0; k < i; k++)
+			if (devs[k].instance == devs[i].instance && !strcmp(devs[k].name, devs[i].name))
+				FAIL("device %s.%u twice", devs[i].name, devs[i].instance);
+	}
+	if (mfd__devices_encode(devs_reenc, devs, n) != data_len || memcmp(devs_reenc, data, data_len))
+		FAIL("accepted device table does not re-encode to its own bytes");
+}
+
 /* The receiver's path for one packet (incoming.c recv_loop / mfd__recv_packet). */
 static void packet(const uint8_t *p, size_t size)
 {
@@ -216,10 +250,10 @@ static void packet(const uint8_t *p, size_t size)
 	}
 	if (h.meta_len > MFD_PROTO_MAX_META || h.data_len > MFD_PROTO_MAX_DATA)
 		FAIL("meta %u / data %u over the bounds", h.meta_len, h.data_len);
-	/* Data only where a type carries it: RAM, DEVICE, and the private-use types (whose
+	/* Data only where a type carries it: RAM, DEVICE(S), and the private-use types (whose
 	 * payload, if the receiver has one, checks its own). */
-	if (h.type != MFD_PKT_RAM && h.type != MFD_PKT_DEVICE && h.type < MFD_PKT_PRIVATE_FIRST &&
-	    h.data_len)
+	if (h.type != MFD_PKT_RAM && h.type != MFD_PKT_DEVICE && h.type != MFD_PKT_DEVICES &&
+	    h.type < MFD_PKT_PRIVATE_FIRST && h.data_len)
 		FAIL("data on packet type %u", h.type);
 	if (h.flags || mfd__get16(p + 6))
 		FAIL("flags or reserved header bytes accepted");
@@ -255,6 +289,10 @@ static void packet(const uint8_t *p, size_t size)
 	case MFD_PKT_DEVICE:
 		device_meta(meta, h.meta_len);
 		break;
+	case MFD_PKT_DEVICES:
+		if (h.meta_len == MFD_DEVICES_META_LEN && h.data_len <= size - MFD_PKT_HDR_LEN - h.meta_len)
+			device_table(meta, meta + h.meta_len, h.data_len);
+		break;
 	default:	/* SYNC, EOS: checked by the session (meta length, count) */
 		break;
 	}
@@ -264,7 +302,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t sel = data[0] % 9;
+	uint8_t sel = data[0] % 10;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
 	/* Record decoders take a u32 length; the header bounds meta at 128 KiB anyway. */
@@ -296,6 +334,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 8:
 		device_meta(p, len);
+		break;
+	case 9:
+		if (n >= MFD_DEVICES_META_LEN)
+			device_table(p, p + MFD_DEVICES_META_LEN, (uint32_t)(n - MFD_DEVICES_META_LEN));
 		break;
 	}
 	return 0;

@@ -51,7 +51,7 @@ enum mfd_errcode {
 	MFD_EPAGES = -1009,	/* page count over the bound */
 	MFD_ELENGTH = -1010,	/* length field does not match the content */
 	MFD_ETRUNC = -1011,	/* stream ended inside a packet */
-	MFD_ECHECKSUM = -1012,	/* header checksum mismatch */
+	MFD_ECHECKSUM = -1012,	/* checksum mismatch (a header, a record, a snapshot page) */
 	MFD_ETYPE = -1013,	/* unknown or unexpected packet type */
 	MFD_ESEQ = -1014,	/* packet sequence number out of order */
 	MFD_EPAGESIZE = -1015,	/* page size unsupported or different on the two sides */
@@ -228,6 +228,16 @@ struct mfd_device_ops {
 MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t instance,
 			   uint32_t version, const struct mfd_device_ops *ops, void *opaque);
 
+/* Optional, after mfd_device_add: what the device's state depends on, as printable text of up to
+ * 255 bytes that must be equal on both sides ("vcpus=2 model=host"), and, when its state always
+ * has the same size, that size (0: it varies).  Before any page moves, a destination compares
+ * the source's device set with its own (names, instances, versions, these descriptions) and
+ * refuses a migration it could not load (MFD_EDEVICE, naming the device and both descriptions,
+ * reported on both sides).  A save of another size than declared fails (MFD_EDEVICE).  Returns
+ * 0, -ENOENT (no such device), -EINVAL (config too long or not printable) or MFD_ESTATE. */
+MFD_API int mfd_device_describe(struct mfd_session *s, const char *name, uint32_t instance,
+				const char *config, uint64_t fixed_size);
+
 /* ---- statistics --------------------------------------------------------------------------- */
 
 struct mfd_channel_stats {
@@ -310,9 +320,10 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
  * last pass runs after cb.stop(), followed by the device states.  On success the guest is left
  * stopped, as after a migration: the embedder resumes it if it wants to keep running.  On
  * failure or cancel the guest is resumed (if it was stopped), tracking stops, and PATH is left as
- * it was: the save writes a temporary file beside it ("PATH.XXXXXX") and renames it over PATH only
- * once everything is durable (pages, fdatasync, metadata, fdatasync, trailer, fsync, rename, fsync
- * of the directory).  A snapshot lazily restored from PATH can therefore be saved to PATH again.
+ * it was: the save writes a temporary file beside it ("PATH.multifd-tmp.XXXXXX", locked while the
+ * save runs; one a killed save left behind is removed by the next save to PATH) and renames it
+ * over PATH only once everything is durable (pages, fdatasync, metadata, fdatasync, trailer,
+ * fsync, rename, fsync of the directory).  A snapshot lazily restored from PATH can therefore be saved to PATH again.
  *
  * Restore, into memory the embedder allocated with the sizes the file records (read them with
  * mfd_snapshot_inspect):

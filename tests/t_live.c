@@ -168,6 +168,13 @@ static void test_destination_reusable(void)
 
 /* ---- device state ---------------------------------------------------------------------- */
 
+/* Descriptions for the next devices_case (mfd_device_describe of cpu.0 on each side). */
+static const char *src_cfg, *dst_cfg;
+static uint64_t src_fixed, dst_fixed;
+/* Pages that reached the destination in the last devices_case, and both sides' messages. */
+static uint64_t last_dst_pages;
+static char last_src_msg[MFD_ERROR_MSG_MAX], last_dst_msg[MFD_ERROR_MSG_MAX];
+
 /* Migrate 1 MiB with devices; src/dst device sets and versions per case.  Returns dst rc. */
 static int devices_case(struct dev *sd, int ns, struct dev *dd, int nd, uint32_t dst_version,
 			int64_t device_max, int *src_rc)
@@ -184,6 +191,10 @@ static int devices_case(struct dev *sd, int ns, struct dev *dd, int nd, uint32_t
 	for (int i = 0; i < ns; i++)
 		CHECK(mfd_device_add(p.src.s, "cpu", (uint32_t)i, 2, &dev_ops, &sd[i]) == i);
 	CHECK_CODE(mfd_device_add(p.src.s, "cpu", 0, 2, &dev_ops, &sd[0]), -EEXIST);
+	if (src_cfg || src_fixed)
+		CHECK_CODE(mfd_device_describe(p.src.s, "cpu", 0, src_cfg, src_fixed), 0);
+	if (nd && (dst_cfg || dst_fixed))
+		CHECK_CODE(mfd_device_describe(p.dst.s, "cpu", 0, dst_cfg, dst_fixed), 0);
 	pair_listen(&p, "tcp:127.0.0.1:0", 0);
 	*src_rc = pair_source(&p);
 	pair_join(&p);
@@ -197,6 +208,10 @@ static int devices_case(struct dev *sd, int ns, struct dev *dd, int nd, uint32_t
 			total += sd[i].len;
 		CHECK_EQ(st.device_bytes, total);
 	}
+	mfd_session_get_stats(p.dst.s, &st);
+	last_dst_pages = st.normal_pages + st.zero_pages;
+	snprintf(last_src_msg, sizeof(last_src_msg), "%s", p.src.err.msg);
+	snprintf(last_dst_msg, sizeof(last_dst_msg), "%s", p.dst.err.msg);
 	int rc = p.dst.rc;
 	pair_free(&p);
 	munmap(a, len);
@@ -222,11 +237,42 @@ static void test_devices(void)
 	CHECK_EQ(dd[1].loaded_len, 0);
 	CHECK(sd[0].saves >= 2);
 
+	/* A destination that could not load the source's devices refuses before any page moves,
+	 * and both sides say why. */
 	memset(dd, 0, sizeof(dd));
 	CHECK_CODE(devices_case(sd, 2, dd, 1, 3, 0, &src_rc), MFD_EDEVICE);	/* no cpu.1 here */
 	CHECK_CODE(src_rc, MFD_EDEVICE);
+	CHECK_EQ(last_dst_pages, 0);
+	CHECK(strstr(last_src_msg, "device cpu.1") && strstr(last_dst_msg, "device cpu.1"));
 	CHECK_CODE(devices_case(sd, 1, dd, 2, 3, 0, &src_rc), MFD_EDEVICE);	/* cpu.1 never came */
+	CHECK_EQ(last_dst_pages, 0);
+	CHECK(strstr(last_src_msg, "cpu.1 ('') is not on the source") != NULL);
 	CHECK_CODE(devices_case(sd, 2, dd, 2, 1, 0, &src_rc), MFD_EDEVICE);	/* state too new */
+	CHECK_EQ(last_dst_pages, 0);
+	src_cfg = "vcpus=2 workload=sweep";
+	dst_cfg = "vcpus=1 workload=sweep";
+	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 0, &src_rc), MFD_EDEVICE);	/* other config */
+	CHECK_CODE(src_rc, MFD_EDEVICE);
+	CHECK_EQ(last_dst_pages, 0);
+	CHECK(strstr(last_src_msg, "'vcpus=2 workload=sweep' on the source, 'vcpus=1 workload=sweep' "
+			       "here") != NULL);
+	CHECK(strstr(last_dst_msg, "'vcpus=2 workload=sweep' on the source") != NULL);
+	dst_cfg = src_cfg;
+	src_fixed = 12345;
+	dst_fixed = 12344;
+	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 0, &src_rc), MFD_EDEVICE);	/* other size */
+	CHECK_EQ(last_dst_pages, 0);
+	dst_fixed = 12345;
+	memset(dd, 0, sizeof(dd));
+	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 0, &src_rc), 0);	/* same description */
+	CHECK_EQ(dd[0].loaded_len, 12345);
+	sd[0].len = 100;	/* saves another size than it declared: the source says so */
+	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 0, &src_rc), MFD_EDEVICE);
+	CHECK_CODE(src_rc, MFD_EDEVICE);
+	CHECK(strstr(last_src_msg, "saved 100 bytes, it declared a fixed 12345") != NULL);
+	sd[0].len = 12345;
+	src_cfg = dst_cfg = NULL;
+	src_fixed = dst_fixed = 0;
 	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 4096, &src_rc), MFD_ELENGTH);	/* over the bound */
 	dd[0].refuse = -EPROTO;
 	CHECK_CODE(devices_case(sd, 2, dd, 2, 3, 0, &src_rc), -EPROTO);	/* loader said no */

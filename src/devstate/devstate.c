@@ -42,6 +42,23 @@ struct mfd__device *mfd__devices_find(struct mfd__devices *d, const char *name, 
 	return NULL;
 }
 
+int mfd__devices_describe(struct mfd__devices *d, const char *name, uint32_t instance,
+			  const char *config, uint64_t fixed_size)
+{
+	struct mfd__device *dev = name ? mfd__devices_find(d, name, instance) : NULL;
+	if (!dev)
+		return -ENOENT;
+	size_t n = config ? strlen(config) : 0;
+	if (n >= sizeof(dev->config) || fixed_size > (64ull << 20) * 1024)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (config[i] < 0x20 || config[i] > 0x7e)	/* printable: it goes into messages */
+			return -EINVAL;
+	memcpy(dev->config, config ? config : "", n + 1);
+	dev->fixed_size = fixed_size;
+	return 0;
+}
+
 void mfd__devices_free(struct mfd__devices *d)
 {
 	free(d->v);
@@ -59,6 +76,10 @@ long mfd__device_save(const struct mfd__device *dev, uint8_t **buf, size_t *cap,
 		if (n < 0)
 			return mfd__err_set(err, (int)n, -1, "saving device %s.%u", dev->name,
 					    dev->instance);
+		if (dev->fixed_size && (uint64_t)n != dev->fixed_size)
+			return mfd__err_set(err, MFD_EDEVICE, -1, "device %s.%u saved %ld bytes, it declared "
+					    "a fixed %llu", dev->name, dev->instance, n,
+					    (unsigned long long)dev->fixed_size);
 		if ((size_t)n <= *cap)
 			return n;
 		if ((size_t)n > max)

@@ -16,6 +16,8 @@ struct mfd__device {
 	uint32_t version;
 	struct mfd_device_ops ops;
 	void *opaque;
+	uint64_t fixed_size;	/* 0: the state's size varies (mfd_device_describe) */
+	char config[256];	/* what the state depends on; "" when undescribed */
 	bool loaded;		/* incoming: state arrived */
 };
 
@@ -30,6 +32,10 @@ int mfd__devices_add(struct mfd__devices *d, const char *name, uint32_t instance
 		     const struct mfd_device_ops *ops, void *opaque, struct mfd_error *err);
 struct mfd__device *mfd__devices_find(struct mfd__devices *d, const char *name, uint32_t instance);
 void mfd__devices_free(struct mfd__devices *d);
+
+/* Set what a device's state depends on and its fixed size (see mfd_device_describe). */
+int mfd__devices_describe(struct mfd__devices *d, const char *name, uint32_t instance,
+			  const char *config, uint64_t fixed_size);
 
 /* Run dev's save callback into *buf (grown as needed, up to max bytes).  Returns the length. */
 long mfd__device_save(const struct mfd__device *dev, uint8_t **buf, size_t *cap, size_t max,

@@ -235,6 +235,90 @@ out:
 	return rc;
 }
 
+/* ---- the device set ---------------------------------------------------------------------------- */
+
+/* Could this destination load what the source will send?  Every source device registered here
+ * with a version we load, the same description and fixed size; every device here in the
+ * source's set.  Reports the first difference. */
+static int match_devices(struct mfd_session *s, const struct mfd__device_desc *d, uint32_t n,
+			 struct mfd_error *err)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mfd__device *l = mfd__devices_find(&s->devices, d[i].name, d[i].instance);
+		if (!l)
+			return mfd__err_set(err, MFD_EDEVICE, 0, "the source has device %s.%u ('%s'), "
+					    "this destination does not", d[i].name, d[i].instance,
+					    d[i].config);
+		if (d[i].version > l->version)
+			return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: the source saves version "
+					    "%u, this destination loads up to %u", d[i].name,
+					    d[i].instance, d[i].version, l->version);
+		if (strcmp(d[i].config, l->config))
+			return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u is '%s' on the source, "
+					    "'%s' here", d[i].name, d[i].instance, d[i].config,
+					    l->config);
+		if (d[i].fixed_size != l->fixed_size)
+			return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: a state of %llu bytes on "
+					    "the source, %llu here (0: variable)", d[i].name,
+					    d[i].instance, (unsigned long long)d[i].fixed_size,
+					    (unsigned long long)l->fixed_size);
+	}
+	for (uint32_t k = 0; k < s->devices.n; k++) {
+		const struct mfd__device *l = &s->devices.v[k];
+		uint32_t i = 0;
+		while (i < n && (d[i].instance != l->instance || strcmp(d[i].name, l->name)))
+			i++;
+		if (i == n)
+			return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u ('%s') is not on the "
+					    "source", l->name, l->instance, l->config);
+	}
+	return 0;
+}
+
+/* The DEVICES record that follows BLOCKS, checked against our devices. */
+static int receive_device_table(struct mfd_session *s, struct mfd_error *err)
+{
+	struct incoming *in = s->priv;
+	struct mfd__pkt_hdr h;
+	uint32_t n;
+	int rc = mfd__stream_recv_main(s, "source", &h, in->meta, err);
+	if (rc)
+		return rc;
+	if (h.type != MFD_PKT_DEVICES)
+		return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u, expected the device table (%u)",
+				    h.type, MFD_PKT_DEVICES);
+	if ((rc = mfd__devices_meta_decode(in->meta, h.meta_len, h.data_len, &n, err)))
+		return rc;
+	struct mfd__device_desc *d = calloc(n ? n : 1, sizeof(*d));
+	uint8_t *data = malloc(h.data_len ? h.data_len : 1);
+	struct iovec v = { data, h.data_len };
+	if (!d || !data)
+		rc = mfd__err_set(err, -ENOMEM, 0, "device table");
+	else if ((rc = mfd__frame_read_data(s->chan[0], &v, 1, "the device table", err)) == 0 &&
+		 (rc = mfd__devices_decode(data, h.data_len, n, d, err)) == 0)
+		rc = match_devices(s, d, n, err);
+	free(d);
+	free(data);
+	return rc;
+}
+
+/* The block table and (when negotiated) the device table: both are read before either is
+ * judged, so that the report names every difference, not only the first one found. */
+static int check_setup(struct mfd_session *s, const uint8_t *blocks, uint32_t len,
+		       struct mfd_error *err)
+{
+	struct mfd_error eb, ed;
+	mfd_error_clear(&eb);
+	mfd_error_clear(&ed);
+	int rb = match_blocks(s, blocks, len, &eb), rd = 0;
+	if (s->nego.features & MFD_FEAT_DEVICES)
+		rd = receive_device_table(s, &ed);
+	if (rb && rd)
+		return mfd__err_set(err, rd, 0, "%s; and %s", ed.msg, eb.msg);
+	mfd__err_copy(err, rb ? &eb : &ed);
+	return rb ? rb : rd;
+}
+
 /* ---- device states ---------------------------------------------------------------------------- */
 
 /* A device's state: its (bounded) bytes go to its load callback. */
@@ -253,6 +337,10 @@ static int load_device(struct mfd_session *s, const struct mfd__pkt_hdr *h, cons
 	if (id.version > d->version)
 		return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: state version %u, we load up to %u",
 				    id.name, id.instance, id.version, d->version);
+	if (d->fixed_size && h->data_len != d->fixed_size)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: %u bytes of state, it has a "
+				    "fixed %llu", id.name, id.instance, h->data_len,
+				    (unsigned long long)d->fixed_size);
 	if (h->data_len > s->opt.device_max || *total + h->data_len > s->opt.device_max)
 		return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: %u bytes over the %llu-byte bound",
 				    id.name, id.instance, h->data_len,
@@ -351,7 +439,7 @@ static int incoming_run(struct mfd_session *s, struct mfd_error *err)
 				  MFD_PKT_BLOCKS);
 		goto out;
 	}
-	if ((rc = match_blocks(s, in->meta, h.meta_len, &e)))
+	if ((rc = check_setup(s, in->meta, h.meta_len, &e)))
 		goto out;
 	if ((rc = mfd__ram_alloc_received(&s->ram))) {
 		mfd__err_set(&e, rc, -1, "received bitmaps");

@@ -39,7 +39,7 @@ static int connect_channels(struct mfd_session *s, const char *uri, struct mfd_e
 	unsigned n = s->opt.channels + 1;
 	if ((rc = mfd__uuid_generate(s->nego.session_id)))
 		return mfd__err_set(err, rc, -1, "session id");
-	s->nego.features = s->opt.verify ? MFD_FEAT_VERIFY : 0;
+	s->nego.features = (s->opt.verify ? MFD_FEAT_VERIFY : 0) | MFD_FEAT_DEVICES;
 	s->nego.batch_pages = s->opt.batch_pages;
 	s->nego.codec = mfd__codec_find(s->opt.codec);
 	if (!s->nego.codec)
@@ -157,6 +157,38 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* The device set, so that the destination can refuse a migration it could not load before
+ * any page moves. */
+static int send_device_table(struct mfd_session *s, struct mfd_error *err)
+{
+	struct outgoing *o = s->priv;
+	uint32_t n = s->devices.n;
+	struct mfd__device_desc *d = calloc(n ? n : 1, sizeof(*d));
+	uint8_t *data = malloc((size_t)(n ? n : 1) * MFD_DEVICES_ENTRY_MAX);
+	int rc = 0;
+	if (!d || !data) {
+		rc = mfd__err_set(err, -ENOMEM, 0, "device table");
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const struct mfd__device *v = &s->devices.v[i];
+		memcpy(d[i].name, v->name, sizeof(d[i].name));
+		d[i].instance = v->instance;
+		d[i].version = v->version;
+		d[i].fixed_size = v->fixed_size;
+		memcpy(d[i].config, v->config, sizeof(d[i].config));
+	}
+	uint32_t len = mfd__devices_encode(data, d, n);
+	mfd__devices_meta_encode(o->meta, n);
+	if ((rc = mfd__session_send_main_buf(s, MFD_PKT_DEVICES, o->meta, MFD_DEVICES_META_LEN, data,
+					     len)))
+		mfd__err_set(err, rc, 0, "sending the device table");
+out:
+	free(d);
+	free(data);
+	return rc;
+}
+
 static int send_block_table(struct mfd_session *s, struct mfd_error *err)
 {
 	struct outgoing *o = s->priv;
@@ -173,6 +205,8 @@ static int send_block_table(struct mfd_session *s, struct mfd_error *err)
 	int rc = mfd__session_send_main(s, MFD_PKT_BLOCKS, o->meta, len);
 	if (rc)
 		return mfd__err_set(err, rc, 0, "sending the block table");
+	if ((rc = send_device_table(s, err)))
+		return rc;
 	struct mfd__pkt_hdr h;
 	if ((rc = mfd__stream_recv_main(s, "destination", &h, o->meta, err)))
 		return rc;

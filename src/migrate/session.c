@@ -256,6 +256,14 @@ MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t ins
 	return mfd__devices_add(&s->devices, name, instance, version, ops, opaque, NULL);
 }
 
+MFD_API int mfd_device_describe(struct mfd_session *s, const char *name, uint32_t instance,
+				const char *config, uint64_t fixed_size)
+{
+	if (!mfd__session_configurable(s))
+		return MFD_ESTATE;
+	return mfd__devices_describe(&s->devices, name, instance, config, fixed_size);
+}
+
 void mfd__session_set_test_knobs(struct mfd_session *s, const struct mfd__test_knobs *k)
 {
 	s->opt.knobs = *k;

@@ -241,6 +241,9 @@ int mfd__stream_recv_main(struct mfd_session *s, const char *peer, struct mfd__p
 			mfd__err_copy(err, &e);
 			return rc;
 		}
+		if (h->data_len && h->type != MFD_PKT_DEVICE && h->type != MFD_PKT_DEVICES)
+			return mfd__err_set(err, MFD_ETYPE, 0, "packet type %u with data on the main "
+					    "channel", h->type);
 		if (h->round != 0)
 			return mfd__err_set(err, MFD_EROUND, 0, "main-channel packet with round %u",
 					    h->round);

@@ -119,7 +119,7 @@ static bool known_type(uint8_t t)
 	switch (t) {
 	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_BLOCKS:
 	case MFD_PKT_BLOCKS_ACK: case MFD_PKT_END: case MFD_PKT_COMMIT: case MFD_PKT_ERROR:
-	case MFD_PKT_DEVICE: case MFD_PKT_PING:
+	case MFD_PKT_DEVICE: case MFD_PKT_PING: case MFD_PKT_DEVICES:
 		return true;
 	}
 	return t >= MFD_PKT_PRIVATE_FIRST;
@@ -162,8 +162,8 @@ int mfd__pkt_hdr_decode(const uint8_t b[MFD_PKT_HDR_LEN], struct mfd__pkt_hdr *h
 	if (h->data_len > MFD_PROTO_MAX_DATA)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u over %u", h->data_len,
 				    MFD_PROTO_MAX_DATA);
-	if (h->type != MFD_PKT_RAM && h->type != MFD_PKT_DEVICE && h->type < MFD_PKT_PRIVATE_FIRST &&
-	    h->data_len != 0)
+	if (h->type != MFD_PKT_RAM && h->type != MFD_PKT_DEVICE && h->type != MFD_PKT_DEVICES &&
+	    h->type < MFD_PKT_PRIVATE_FIRST && h->data_len != 0)
 		return mfd__err_set(err, MFD_ELENGTH, chan, "data length %u on packet type %u",
 				    h->data_len, h->type);
 	return 0;
@@ -314,6 +314,94 @@ int mfd__device_meta_decode(const uint8_t *m, uint32_t len, struct mfd__device_i
 		return mfd__err_set(err, MFD_EDEVICE, 0, "device name has a NUL byte");
 	d->instance = mfd__get32(m + 2 + nl);
 	d->version = mfd__get32(m + 6 + nl);
+	return 0;
+}
+
+void mfd__devices_meta_encode(uint8_t m[MFD_DEVICES_META_LEN], uint32_t count)
+{
+	mfd__put32(m, count);
+	mfd__put32(m + 4, 0);
+}
+
+int mfd__devices_meta_decode(const uint8_t *m, uint32_t len, uint32_t data_len, uint32_t *count,
+			     struct mfd_error *err)
+{
+	if (len != MFD_DEVICES_META_LEN)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device table meta of %u bytes", len);
+	if (mfd__get32(m + 4))
+		return mfd__err_set(err, MFD_EFEATURE, 0, "reserved device table bytes set");
+	*count = mfd__get32(m);
+	if (*count > MFD_DEVICES_MAX)
+		return mfd__err_set(err, MFD_ECOUNT, 0, "%u devices (at most %u)", *count,
+				    MFD_DEVICES_MAX);
+	/* Bounded before anything is allocated for it. */
+	if ((uint64_t)data_len > (uint64_t)*count * MFD_DEVICES_ENTRY_MAX)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device table of %u bytes for %u devices",
+				    data_len, *count);
+	return 0;
+}
+
+uint32_t mfd__devices_encode(uint8_t *data, const struct mfd__device_desc *d, uint32_t n)
+{
+	uint32_t p = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t nl = (uint16_t)strlen(d[i].name), cl = (uint16_t)strlen(d[i].config);
+		mfd__put16(data + p, nl);
+		memcpy(data + p + 2, d[i].name, nl);
+		p += 2 + nl;
+		mfd__put32(data + p, d[i].instance);
+		mfd__put32(data + p + 4, d[i].version);
+		mfd__put64(data + p + 8, d[i].fixed_size);
+		mfd__put16(data + p + 16, cl);
+		memcpy(data + p + 18, d[i].config, cl);
+		p += 18 + cl;
+	}
+	return p;
+}
+
+int mfd__devices_decode(const uint8_t *data, uint32_t len, uint32_t count, struct mfd__device_desc *d,
+			struct mfd_error *err)
+{
+	uint32_t p = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		if (len - p < 2)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "device table ends in entry %u", i);
+		uint16_t nl = mfd__get16(data + p);
+		if (nl == 0 || nl > MFD_MAX_NAME)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "device %u name of %u bytes", i, nl);
+		if (len - p - 2 < (uint32_t)nl + 18)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "device table ends in entry %u", i);
+		memcpy(d[i].name, data + p + 2, nl);
+		d[i].name[nl] = '\0';
+		if (memchr(d[i].name, '\0', nl))
+			return mfd__err_set(err, MFD_EDEVICE, 0, "device %u name has a NUL byte", i);
+		p += 2 + nl;
+		d[i].instance = mfd__get32(data + p);
+		d[i].version = mfd__get32(data + p + 4);
+		d[i].fixed_size = mfd__get64(data + p + 8);
+		uint16_t cl = mfd__get16(data + p + 16);
+		p += 18;
+		if (cl > MFD_DEVICE_CONFIG_MAX || len - p < cl)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: configuration of %u bytes",
+					    d[i].name, d[i].instance, cl);
+		for (uint16_t k = 0; k < cl; k++)
+			if (data[p + k] < 0x20 || data[p + k] > 0x7e)
+				return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u: configuration "
+						    "not printable", d[i].name, d[i].instance);
+		memcpy(d[i].config, data + p, cl);
+		d[i].config[cl] = '\0';
+		p += cl;
+		if (d[i].fixed_size > MFD_PROTO_MAX_DATA)
+			return mfd__err_set(err, MFD_ELENGTH, 0, "device %s.%u: fixed size %llu",
+					    d[i].name, d[i].instance,
+					    (unsigned long long)d[i].fixed_size);
+		for (uint32_t k = 0; k < i; k++)
+			if (d[k].instance == d[i].instance && !strcmp(d[k].name, d[i].name))
+				return mfd__err_set(err, MFD_EDEVICE, 0, "device %s.%u listed twice",
+						    d[i].name, d[i].instance);
+	}
+	if (p != len)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "device table has %u trailing bytes", len - p);
 	return 0;
 }
 

@@ -28,7 +28,9 @@
 
 /* Feature bits negotiated in the handshake. */
 #define MFD_FEAT_VERIFY 0x1ull	/* END and COMMIT carry digests */
-#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY)
+#define MFD_FEAT_DEVICES 0x2ull	/* a DEVICES record follows BLOCKS: the destination checks the
+				 * device set before any page moves */
+#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_DEVICES)
 
 /* ---- handshake ------------------------------------------------------------------------- */
 struct mfd__hello {
@@ -68,6 +70,7 @@ enum mfd__pkt_type {
 	MFD_PKT_ERROR = 20,	/* main, either way: the sender failed; code and message */
 	MFD_PKT_DEVICE = 21,	/* main: one device's state (meta: id; data: the state) */
 	MFD_PKT_PING = 22,	/* main, src -> dest: keepalive while the main channel is quiet */
+	MFD_PKT_DEVICES = 23,	/* main, src -> dest: the device table (meta: count; data: entries) */
 	/* 0xf0..0xff: private use.  Never sent by multifd itself; free for payloads an embedder
 	 * or a test registers on both sides.  The header decoder accepts them (with data); a
 	 * receiver that has no payload for the type refuses it (MFD_ETYPE). */
@@ -142,6 +145,29 @@ struct mfd__device_id {
 uint32_t mfd__device_meta_encode(uint8_t *meta, const struct mfd__device_id *d);
 int mfd__device_meta_decode(const uint8_t *meta, uint32_t len, struct mfd__device_id *d,
 			    struct mfd_error *err);
+
+/* DEVICES: meta u32 count, u32 reserved; data: count entries of u16 name_len, name, u32
+ * instance, u32 version, u64 fixed_size (0: the state's size varies), u16 config_len, config
+ * (printable ASCII: what the state depends on, equal on both sides). */
+#define MFD_DEVICE_CONFIG_MAX 255
+#define MFD_DEVICES_META_LEN 8
+#define MFD_DEVICES_ENTRY_MAX (2 + MFD_MAX_NAME + 4 + 4 + 8 + 2 + MFD_DEVICE_CONFIG_MAX)
+#define MFD_DEVICES_MAX 1024
+struct mfd__device_desc {
+	char name[MFD_MAX_NAME + 1];
+	uint32_t instance;
+	uint32_t version;
+	uint64_t fixed_size;
+	char config[MFD_DEVICE_CONFIG_MAX + 1];
+};
+void mfd__devices_meta_encode(uint8_t meta[MFD_DEVICES_META_LEN], uint32_t count);
+int mfd__devices_meta_decode(const uint8_t *meta, uint32_t len, uint32_t data_len, uint32_t *count,
+			     struct mfd_error *err);
+/* The entries into data (MFD_DEVICES_ENTRY_MAX bytes each at most); returns their length. */
+uint32_t mfd__devices_encode(uint8_t *data, const struct mfd__device_desc *d, uint32_t n);
+/* count entries from data[0..len): every field checked, no entry twice, nothing left over. */
+int mfd__devices_decode(const uint8_t *data, uint32_t len, uint32_t count, struct mfd__device_desc *d,
+			struct mfd_error *err);
 
 /* EOS: u64 packets the channel carried before this one. */
 #define MFD_EOS_REC_LEN 8
