@@ -217,7 +217,8 @@ static void *outgoing_thread(void *arg)
 	if (rc == 0)
 		rc = add_vm(c, s, false, saving && !live);
 	if (rc == 0) {
-		struct mfd_callbacks cb = { cb_stop, cb_resume, cb_throttle, c };
+		struct mfd_callbacks cb = { .stop = cb_stop, .resume = cb_resume,
+					    .throttle = cb_throttle, .opaque = c };
 		mfd_session_set_callbacks(s, &cb);
 		if (saving && !live) {	/* a stopped save: pause first, the memory must not move */
 			rc = cb_stop(c);

@@ -105,8 +105,7 @@ enum mfd_option {
 				 * 512 (2 MiB) outgoing, MFD_MAX_BATCH_PAGES incoming */
 	MFD_OPT_VERIFY,		/* 1: digest every block on both sides and compare (default 0) */
 	MFD_OPT_QUEUE_DEPTH,	/* jobs queued per worker before submit blocks (default 4) */
-	MFD_OPT_TIMEOUT_MS,	/* connect, handshake, and silence on the main channel (the source
-				 * pings it); default 10000, 0 = none */
+	MFD_OPT_TIMEOUT_MS,	/* connect and handshake; default 10000, 0 = none */
 	MFD_OPT_ZERO_DETECT,	/* 1: send all-zero pages as offsets only (default 1) */
 	/* Live migration (outgoing, with a dirty tracker): */
 	MFD_OPT_DOWNTIME_MS,	/* switch over when the expected downtime is below this (300) */
@@ -122,6 +121,14 @@ enum mfd_option {
 	/* Snapshots (MFD_SAVE, MFD_RESTORE); MFD_OPT_CHANNELS is then the number of workers: */
 	MFD_OPT_DIRECT_IO,	/* 1: page data with O_DIRECT, straight from/to the block memory (0) */
 	MFD_OPT_LAZY,		/* restore: 1 = map the file instead of reading it (0); see below */
+	MFD_OPT_STALL_MS,	/* a peer gone quiet (default 2500, 0 = never): the destination's
+				 * main channel without a packet for this long (the source pings it
+				 * four times a second), a transfer under way that moves less than
+				 * 64 KiB in this long (a black hole, a trickle), data the peer
+				 * never acknowledges (TCP_USER_TIMEOUT): the session fails, naming
+				 * the channel.  Keep it above the longest time a destination may
+				 * legitimately stop reading one channel (its receivers wait at a
+				 * round's end for the slowest channel) */
 	MFD_OPT_PAGE_CHECKSUMS,	/* save: store a CRC-32C of every page (1); restore: check them
 				 * when the file has them (1; a lazy restore does not read
 				 * pages: see mfd_snapshot_verify) */
@@ -199,8 +206,8 @@ MFD_API int mfd_session_track_manual(struct mfd_session *s);	/* mfd_session_mark
 /* Manual tracking: the embedder reports a write.  Thread-safe, lock-free; any time. */
 MFD_API int mfd_session_mark_dirty(struct mfd_session *s, int block, uint64_t offset, uint64_t len);
 
-/* What the library asks of the embedder during a live migration.  Called from the thread that
- * runs mfd_session_run.  Every member may be NULL. */
+/* What the library asks of the embedder during a session.  Called from the thread that runs
+ * mfd_session_run.  Every member may be NULL. */
 struct mfd_callbacks {
 	/* Switchover: stop the guest (vCPUs, devices) now.  0, or a negative code to abort. */
 	int (*stop)(void *opaque);
@@ -209,6 +216,9 @@ struct mfd_callbacks {
 	/* Slow the guest down to (100 - pct)% of its speed; pct 0 lifts the throttle. */
 	void (*throttle)(void *opaque, unsigned pct);
 	void *opaque;
+	/* Something the embedder may want in its log (a listening destination refused a
+	 * connection, and why).  One line, no newline.  Any role. */
+	void (*log)(void *opaque, const char *msg);
 };
 MFD_API void mfd_session_set_callbacks(struct mfd_session *s, const struct mfd_callbacks *cb);
 
@@ -275,6 +285,9 @@ struct mfd_stats {
 	uint64_t file_bytes;		/* size of the snapshot file */
 	uint64_t ready_ms;		/* restore: from run start until memory and devices were
 					 * usable (lazy: mapped; eager: read) */
+	uint64_t rejected_connections;	/* destination: connections refused and closed while it
+					 * waited (no hello in time, not a hello we take, another
+					 * session's): strangers, or a source we cannot serve */
 };
 
 enum mfd_status {

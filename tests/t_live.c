@@ -142,17 +142,48 @@ static void test_destination_reusable(void)
 		pair_block_add(&p, "ram", src, dm, len, 0);
 		CHECK_CODE(pair_listen(&p, pair_unix(&p, "t-live-reuse"), 0), 0);
 		if (attempt == 0) {
-			/* A corrupt stream: a hello whose checksum is wrong. */
+			/* A hello whose checksum is wrong is refused (the reply says why) and counted;
+			 * the destination goes on waiting. */
 			int fd = pair_dial(&p);
-			uint8_t b[MFD_HELLO_LEN];
+			uint8_t b[MFD_HELLO_LEN], r[MFD_ACCEPT_LEN];
 			struct mfd__hello h = fake_hello(0, 2, 64);
 			mfd__hello_encode(b, &h);
 			b[20] ^= 0x10;
 			mfd__io_write_fd(fd, b, sizeof(b));
-			pair_join(&p);
+			struct mfd__accept a;
+			CHECK_CODE(mfd__io_read_fd(fd, r, sizeof(r)), 0);
+			CHECK_CODE(mfd__accept_decode(r, sizeof(r), &a, 0, NULL), 0);
+			CHECK_CODE(a.status, MFD_ECHECKSUM);
 			close(fd);
+			/* A corrupt stream once the channels are in: the destination fails. */
+			int ch[2];
+			uint64_t seq = 0;
+			for (int i = 0; i < 2; i++) {
+				ch[i] = pair_dial(&p);
+				h = fake_hello((uint16_t)i, 2, 64);
+				fake_send_hello(ch[i], &h);
+			}
+			for (int i = 0; i < 2; i++) {
+				CHECK_CODE(mfd__io_read_fd(ch[i], r, sizeof(r)), 0);
+				CHECK_CODE(mfd__accept_decode(r, sizeof(r), &a, i, NULL), 0);
+				CHECK_CODE(a.status, 0);
+			}
+			struct mfd__block_desc bd = { "ram", len, 4096 };
+			uint8_t meta[512], hdr[MFD_PKT_HDR_LEN];
+			uint32_t ml = mfd__blocks_encode(meta, &bd, 1);
+			struct mfd__pkt_hdr ph = { .type = MFD_PKT_BLOCKS, .seq = seq, .meta_len = ml };
+			mfd__pkt_hdr_encode(hdr, &ph, meta);
+			meta[ml - 1] ^= 1;	/* the checksum no longer matches */
+			mfd__io_write_fd(ch[0], hdr, sizeof(hdr));
+			mfd__io_write_fd(ch[0], meta, ml);
+			pair_join(&p);
+			close(ch[0]);
+			close(ch[1]);
 			CHECK_CODE(p.dst.rc, MFD_ECHECKSUM);
 			CHECK(strstr(p.dst.err.msg, "checksum") != NULL);
+			struct mfd_stats st;
+			mfd_session_get_stats(p.dst.s, &st);
+			CHECK_EQ(st.rejected_connections, 1);
 		} else {
 			CHECK_CODE(pair_connect(&p), 0);
 			CHECK_CODE(mfd_session_run(p.src.s, &p.src.err), 0);

@@ -1,4 +1,5 @@
-/* chan — generic channel operations and the stream-socket backend. */
+/* chan — generic channel operations: transfers through the full-I/O loop, the timing rules,
+ * shutdown and free.  The backends are sockchan.c (stream sockets, inherited fds) and file.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -7,6 +8,7 @@
 #include "chan/chan.h"
 #include "core/err.h"
 #include "core/io.h"
+#include "core/util.h"
 
 /* Adapter from the core full-I/O loop to a channel's ops, running the test hook first. */
 static ssize_t chan_read_op(void *ctx, const struct iovec *iov, int iovcnt, int64_t off)
@@ -41,13 +43,79 @@ static ssize_t chan_write_op(void *ctx, const struct iovec *iov, int iovcnt, int
 	return n;
 }
 
+/* ---- timing ------------------------------------------------------------------------------ */
+
+#define PROGRESS_BYTES (64u << 10)
+
+static uint64_t iov_total(const struct iovec *iov, int n)
+{
+	uint64_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* A transfer begins: reads wait for a first byte (idle rule) unless they continue a unit. */
+static void dir_begin(struct mfd__chan_dir *d, uint64_t total, bool waiting_first)
+{
+	d->begin_ns = mfd__now_ns();
+	d->window_ns = waiting_first ? 0 : d->begin_ns;
+	d->window_bytes = 0;
+	d->left = total;
+	d->need = MFD_MIN((uint64_t)PROGRESS_BYTES, total);
+}
+
+int mfd__chan_dir_budget(const struct mfd__chan *c, const struct mfd__chan_dir *d)
+{
+	int ms = d->window_ns ? __atomic_load_n(&c->stall_ms, __ATOMIC_RELAXED)
+			      : __atomic_load_n(&c->idle_ms, __ATOMIC_RELAXED);
+	if (ms <= 0)
+		return -1;
+	uint64_t end = (d->window_ns ? d->window_ns : d->begin_ns) + (uint64_t)ms * 1000000u;
+	uint64_t now = mfd__now_ns();
+	return now >= end ? 0 : (int)((end - now + 999999) / 1000000);
+}
+
+void mfd__chan_dir_moved(struct mfd__chan_dir *d, size_t n)
+{
+	uint64_t now = mfd__now_ns();
+	if (!d->window_ns) {	/* the first byte of a read: the stall rule from here */
+		d->window_ns = now;
+		d->window_bytes = 0;
+	}
+	d->left -= MFD_MIN((uint64_t)n, d->left);
+	d->window_bytes += n;
+	if (d->window_bytes >= d->need) {	/* enough progress: a new window */
+		d->window_ns = now;
+		d->window_bytes = 0;
+		d->need = MFD_MIN((uint64_t)PROGRESS_BYTES, d->left);
+	}
+}
+
+int mfd__chan_set_timeout(struct mfd__chan *c, int idle_ms, int stall_ms)
+{
+	__atomic_store_n(&c->idle_ms, idle_ms > 0 ? idle_ms : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->stall_ms, stall_ms > 0 ? stall_ms : 0, __ATOMIC_RELAXED);
+	return c->ops->set_timeout ? c->ops->set_timeout(c) : 0;
+}
+
+/* ---- transfers ------------------------------------------------------------------------------ */
+
 int mfd__chan_readv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
+	dir_begin(&c->rx, iov_total(iov, iovcnt), true);
+	return mfd__io_full(chan_read_op, c, iov, iovcnt, -1, true, NULL);
+}
+
+int mfd__chan_readv_more(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	dir_begin(&c->rx, iov_total(iov, iovcnt), false);
 	return mfd__io_full(chan_read_op, c, iov, iovcnt, -1, true, NULL);
 }
 
 int mfd__chan_writev(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
+	dir_begin(&c->tx, iov_total(iov, iovcnt), false);
 	return mfd__io_full(chan_write_op, c, iov, iovcnt, -1, false, NULL);
 }
 
@@ -84,14 +152,20 @@ ssize_t mfd__chan_try_writev(struct mfd__chan *c, const struct iovec *iov, int i
 	return n;
 }
 
+ssize_t mfd__chan_try_read(struct mfd__chan *c, void *buf, size_t len)
+{
+	if (!c->ops->try_read)
+		return -EOPNOTSUPP;
+	ssize_t n = c->ops->try_read(c, buf, len);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	__atomic_fetch_add(&c->bytes_in, (uint64_t)n, __ATOMIC_RELAXED);
+	return n;
+}
+
 int mfd__chan_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd)
 {
 	return c->ops->wait_readable(c, timeout_ms, cancel_fd);
-}
-
-int mfd__chan_set_timeout(struct mfd__chan *c, int recv_ms, int send_ms)
-{
-	return c->ops->set_timeout ? c->ops->set_timeout(c, recv_ms, send_ms) : 0;
 }
 
 void mfd__chan_shutdown(struct mfd__chan *c)
@@ -106,88 +180,4 @@ void mfd__chan_free(struct mfd__chan *c)
 		return;
 	c->ops->close(c);
 	free(c);
-}
-
-/* ---- stream sockets and inherited fds ----------------------------------------------------- */
-
-/* A socket timeout (SO_RCVTIMEO / SO_SNDTIMEO) surfaces as EAGAIN: report it as a timeout. */
-static ssize_t timed_out_as_etimedout(ssize_t n)
-{
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		errno = ETIMEDOUT;
-	return n;
-}
-
-static ssize_t sock_readv(struct mfd__chan *c, const struct iovec *iov, int iovcnt, int64_t off)
-{
-	return timed_out_as_etimedout(mfd__io_fd_read((void *)(intptr_t)c->fd, iov, iovcnt, -1));
-}
-
-static ssize_t sock_writev(struct mfd__chan *c, const struct iovec *iov, int iovcnt, int64_t off)
-{
-	return timed_out_as_etimedout(mfd__io_fd_write((void *)(intptr_t)c->fd, iov, iovcnt, -1));
-}
-
-static ssize_t sock_try_writev(struct mfd__chan *c, const struct iovec *iov, int iovcnt)
-{
-	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
-	ssize_t n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (n < 0 && errno == ENOTSOCK)	/* a pipe: nothing non-blocking to try without
-					 * changing its flags, which the peer may share */
-		errno = EAGAIN;
-	return n;
-}
-
-static int sock_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd)
-{
-	return mfd__wait_readable(c->fd, timeout_ms, cancel_fd);
-}
-
-static int sock_set_timeout(struct mfd__chan *c, int recv_ms, int send_ms)
-{
-	struct timeval r = { .tv_sec = recv_ms / 1000, .tv_usec = (recv_ms % 1000) * 1000 };
-	struct timeval s = { .tv_sec = send_ms / 1000, .tv_usec = (send_ms % 1000) * 1000 };
-	/* A pipe or other non-socket has no timeouts: accepted as it is. */
-	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof(r)) < 0 && errno != ENOTSOCK)
-		return -errno;
-	if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &s, sizeof(s)) < 0 && errno != ENOTSOCK)
-		return -errno;
-	return 0;
-}
-
-static void sock_shutdown(struct mfd__chan *c)
-{
-	/* Wakes any thread blocked in read or write on this socket; harmless on non-sockets. */
-	shutdown(c->fd, SHUT_RDWR);
-}
-
-static void sock_close(struct mfd__chan *c)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-}
-
-static const struct mfd__chan_ops sock_ops = {
-	.name = "socket",
-	.readv = sock_readv,
-	.writev = sock_writev,
-	.try_writev = sock_try_writev,
-	.wait_readable = sock_wait_readable,
-	.set_timeout = sock_set_timeout,
-	.shutdown = sock_shutdown,
-	.close = sock_close,
-};
-
-struct mfd__chan *mfd__chan_sock_new(int fd, int id)
-{
-	struct mfd__chan *c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
-		return NULL;
-	}
-	c->ops = &sock_ops;
-	c->fd = fd;
-	c->id = id;
-	return c;
 }

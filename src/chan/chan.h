@@ -29,15 +29,18 @@ struct mfd__chan_ops {
 	/* One attempt that never blocks: moves what the transport takes now.  Bytes written, or
 	 * -1 with errno (EAGAIN when it takes nothing).  NULL: the channel cannot do it. */
 	ssize_t (*try_writev)(struct mfd__chan *c, const struct iovec *iov, int iovcnt);
+	/* The same for reads: bytes read (0: end of stream), or -1 with errno (EAGAIN: none). */
+	ssize_t (*try_read)(struct mfd__chan *c, void *buf, size_t len);
 	/* Bytes received and buffered inside the channel, readable without touching the
 	 * transport (a TLS channel decrypts whole records).  NULL: nothing is ever buffered. */
 	size_t (*pending)(struct mfd__chan *c);
 	/* Wait until a read would make progress (pending bytes count), timeout_ms (0 = no limit)
 	 * or cancel_fd (when >= 0) readable.  0, -ETIMEDOUT, MFD_ECANCELED or -errno. */
 	int (*wait_readable)(struct mfd__chan *c, int timeout_ms, int cancel_fd);
-	/* Bound every later blocking read / write (ms; 0 = none).  A transfer that times out
-	 * fails with -ETIMEDOUT.  0 or -errno. */
-	int (*set_timeout)(struct mfd__chan *c, int recv_ms, int send_ms);
+	/* Apply c->idle_ms and c->stall_ms (just stored by mfd__chan_set_timeout) to the
+	 * transport: wake blocked transfers often enough to enforce them.  NULL: nothing to do
+	 * (transfers never block for long).  0 or -errno. */
+	int (*set_timeout)(struct mfd__chan *c);
 	void (*shutdown)(struct mfd__chan *c);	/* thread-safe, idempotent */
 	void (*close)(struct mfd__chan *c);	/* releases the descriptor; the caller frees */
 };
@@ -45,6 +48,17 @@ struct mfd__chan_ops {
 /* Test hook: called before every transfer attempt on every channel; may sleep (to reorder
  * channels) or return a negative errno to inject a failure.  Set before sessions start. */
 typedef int (*mfd__chan_hook_fn)(void *ctx, int chan_id, bool writing, size_t len);
+
+/* One direction of a channel: the transfer under way, for the timing rules of
+ * mfd__chan_set_timeout.  Owned by the one thread transferring in that direction. */
+struct mfd__chan_dir {
+	uint64_t begin_ns;	/* when the transfer began */
+	uint64_t window_ns;	/* start of the current progress window; 0: a read that still
+				 * waits for its first byte */
+	uint64_t window_bytes;	/* moved in the window */
+	uint64_t need;		/* what the window must move: min(64 KiB, what was left) */
+	uint64_t left;		/* bytes the transfer has still to move */
+};
 
 struct mfd__chan {
 	const struct mfd__chan_ops *ops;
@@ -56,6 +70,10 @@ struct mfd__chan {
 	uint64_t bytes_out;	/* atomic (stats only) */
 	uint64_t packets_in;	/* atomic (stats only): counted by proto/frame */
 	uint64_t packets_out;	/* atomic (stats only) */
+	int idle_ms;		/* atomic: set by mfd__chan_set_timeout, read by transfers */
+	int stall_ms;		/* atomic: likewise */
+	struct mfd__chan_dir rx;	/* the reading thread's */
+	struct mfd__chan_dir tx;	/* the writing thread's */
 };
 
 /* Full transfers (see core/io.h for return codes). */
@@ -66,8 +84,26 @@ int mfd__chan_write(struct mfd__chan *c, const void *buf, size_t len);
 /* Best effort, never blocking: as much of iov as the channel takes now (all, part, or nothing).
  * Returns the bytes written or a negative code. */
 ssize_t mfd__chan_try_writev(struct mfd__chan *c, const struct iovec *iov, int iovcnt);
+/* Never blocking: the bytes there are now, up to len.  Bytes read, 0 at the end of the stream,
+ * -EAGAIN when none is there, or a negative code. */
+ssize_t mfd__chan_try_read(struct mfd__chan *c, void *buf, size_t len);
+/* A read that continues a unit begun by an earlier read (a packet's meta after its header):
+ * it waits for its first byte under the stall rule, not the idle one. */
+int mfd__chan_readv_more(struct mfd__chan *c, struct iovec *iov, int iovcnt);
 int mfd__chan_wait_readable(struct mfd__chan *c, int timeout_ms, int cancel_fd);
-int mfd__chan_set_timeout(struct mfd__chan *c, int recv_ms, int send_ms);
+/* Bound the blocking transfers that follow (ms; 0 = no bound): a read waits at most idle_ms for
+ * its first byte; from then on, and a write from its start, the transfer must move
+ * min(64 KiB, what is left of it) in every stall_ms, so that a peer gone silent, a black-holed
+ * link and a peer trickling a byte at a time are all found within stall_ms.  A transfer that
+ * breaks a rule fails with -ETIMEDOUT.  May be called while another thread transfers on the
+ * channel: it applies from that transfer's next wait.  On TCP it also sets TCP_USER_TIMEOUT,
+ * so that data the peer never acknowledges (a link gone down) fails the connection.  0 or
+ * -errno. */
+int mfd__chan_set_timeout(struct mfd__chan *c, int idle_ms, int stall_ms);
+/* For backends: how long a blocked transfer in direction d may still wait (ms; -1: no limit),
+ * 0 once it broke a rule; and the accounting of n bytes moved. */
+int mfd__chan_dir_budget(const struct mfd__chan *c, const struct mfd__chan_dir *d);
+void mfd__chan_dir_moved(struct mfd__chan_dir *d, size_t n);
 void mfd__chan_shutdown(struct mfd__chan *c);	/* NULL is fine */
 void mfd__chan_free(struct mfd__chan *c);	/* close + free; NULL is fine */
 
@@ -114,6 +150,18 @@ int mfd__listener_accept(struct mfd__listener *l, int timeout_ms, int cancel_fd,
 			 struct mfd__chan **out, struct mfd_error *err);
 /* Passed descriptors not yet handed out (0 for a listening socket). */
 int mfd__listener_remaining(const struct mfd__listener *l);
+#define MFD_LISTENER_MAX_WAIT 256	/* channels one mfd__listener_wait watches at most */
+/* Does this listener hand out only descriptors passed at listen time (fd:A,B,...)?  Then no
+ * other connection can ever come. */
+bool mfd__listener_passed(const struct mfd__listener *l);
+/* Never blocking: the next connection if one is waiting (or the next passed descriptor), else
+ * -EAGAIN (MFD_ECHANCOUNT when no passed descriptor is left). */
+int mfd__listener_try_accept(struct mfd__listener *l, struct mfd__chan **out, struct mfd_error *err);
+/* Wait until the listener has a connection (or passed descriptors remain), or one of the n
+ * channels has bytes to read, or timeout_ms passes (-1: no limit), or cancel_fd (when >= 0) is
+ * readable.  *accept_ready and ready[0..n) say which.  0, -ETIMEDOUT, MFD_ECANCELED, -errno. */
+int mfd__listener_wait(struct mfd__listener *l, struct mfd__chan *const *cs, int n, int timeout_ms,
+		       int cancel_fd, bool *accept_ready, bool *ready);
 /* The address listened on, as a URI (tcp port resolved).  0, -ENOSPC or MFD_ESTATE. */
 int mfd__listener_local_uri(const struct mfd__listener *l, char *buf, size_t len);
 void mfd__listener_free(struct mfd__listener *l);	/* closes, unlinks its unix socket */
@@ -129,6 +177,8 @@ int mfd__sock_listen(const struct mfd__uri *u, int backlog, struct mfd_error *er
 int mfd__sock_accept(int lfd, int timeout_ms, int cancel_fd, struct mfd_error *err);
 /* Format the local address of lfd as a URI. */
 int mfd__sock_local_uri(int lfd, char *buf, size_t len);
+/* TCP_NODELAY on a TCP socket. */
+void mfd__sock_tune(int fd, int family);
 /* Is fd a listening socket? */
 bool mfd__sock_is_listening(int fd);
 /* Wait until fd is readable, timeout_ms or cancel_fd; 0, -ETIMEDOUT or MFD_ECANCELED. */

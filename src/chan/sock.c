@@ -59,7 +59,7 @@ static int wait_writable(int fd, int timeout_ms, int cancel_fd)
 	}
 }
 
-static void tune_socket(int fd, int family)
+void mfd__sock_tune(int fd, int family)
 {
 	int one = 1;
 	if (family == AF_INET || family == AF_INET6)
@@ -142,7 +142,7 @@ int mfd__sock_connect(const struct mfd__uri *u, int timeout_ms, int cancel_fd, s
 		}
 		rc = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms, cancel_fd);
 		if (rc == 0) {
-			tune_socket(fd, ai->ai_family);
+			mfd__sock_tune(fd, ai->ai_family);
 			break;
 		}
 		close(fd);
@@ -216,7 +216,7 @@ int mfd__sock_accept(int lfd, int timeout_ms, int cancel_fd, struct mfd_error *e
 				continue;
 			return mfd__err_set(err, -errno, -1, "accept");
 		}
-		tune_socket(fd, ss.ss_family);
+		mfd__sock_tune(fd, ss.ss_family);
 		return fd;
 	}
 }

@@ -2,7 +2,10 @@
  * accepting (incoming), for every stream scheme (tcp, unix, fd).  A session asks for "channel
  * id of count to this URI" or "the next incoming connection" and never sees a socket. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 #include "chan/chan.h"
@@ -60,7 +63,9 @@ int mfd__listener_open(const struct mfd__uri *u, struct mfd__listener **out, str
 		*out = l;
 		return 0;
 	}
-	l->fd = mfd__sock_listen(u, MFD_MAX_CHANNELS + 1, err);
+	/* A deep queue: a burst of strangers is accepted (and dropped) before it can crowd out
+	 * the source's channels. */
+	l->fd = mfd__sock_listen(u, SOMAXCONN, err);
 	if (l->fd < 0) {
 		int rc = l->fd;
 		free(l);
@@ -68,6 +73,10 @@ int mfd__listener_open(const struct mfd__uri *u, struct mfd__listener **out, str
 	}
 	if (u->kind == MFD_URI_UNIX)
 		memcpy(l->unix_path, u->path, strlen(u->path) + 1);
+	/* Ours: never block in accept (a connection reset between poll and accept would). */
+	int fl = fcntl(l->fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
 	*out = l;
 	return 0;
 }
@@ -88,6 +97,79 @@ int mfd__listener_accept(struct mfd__listener *l, int timeout_ms, int cancel_fd,
 	if (fd < 0)
 		return fd;
 	return wrap_sock(fd, -1, out, err);
+}
+
+bool mfd__listener_passed(const struct mfd__listener *l)
+{
+	return l->fd < 0;
+}
+
+int mfd__listener_try_accept(struct mfd__listener *l, struct mfd__chan **out, struct mfd_error *err)
+{
+	*out = NULL;
+	if (l->fd < 0)
+		return mfd__listener_accept(l, 0, -1, out, err);
+	for (;;) {
+		/* The listening socket may be blocking (and, passed as fd:N, its flags are not
+		 * ours to change): ask first. */
+		struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+		int k = poll(&pf, 1, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k == 0 ? -EAGAIN : mfd__err_set(err, -errno, -1, "accept");
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return -EAGAIN;
+			return mfd__err_set(err, -errno, -1, "accept");
+		}
+		/* Blocking from here, like every channel: its transfers bound themselves. */
+		int fl = fcntl(fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+		mfd__sock_tune(fd, ss.ss_family);
+		return wrap_sock(fd, -1, out, err);
+	}
+}
+
+int mfd__listener_wait(struct mfd__listener *l, struct mfd__chan *const *cs, int n, int timeout_ms,
+		       int cancel_fd, bool *accept_ready, bool *ready)
+{
+	struct pollfd p[2 + MFD_LISTENER_MAX_WAIT];
+	int np = 0, first = 0;
+	if (n > MFD_LISTENER_MAX_WAIT)
+		return -EINVAL;
+	*accept_ready = l->fd < 0 && l->next < l->passed.nfds;
+	for (int i = 0; i < n; i++)
+		ready[i] = false;
+	if (l->fd >= 0)
+		p[np++] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+	if (cancel_fd >= 0)
+		p[np++] = (struct pollfd){ .fd = cancel_fd, .events = POLLIN };
+	first = np;
+	for (int i = 0; i < n; i++)
+		p[np++] = (struct pollfd){ .fd = cs[i]->fd, .events = POLLIN };
+	if (*accept_ready)
+		timeout_ms = 0;	/* a passed descriptor is there now */
+	for (;;) {
+		int k = poll(p, (nfds_t)np, timeout_ms < 0 ? -1 : timeout_ms);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (cancel_fd >= 0 && p[l->fd >= 0 ? 1 : 0].revents)
+			return MFD_ECANCELED;
+		if (l->fd >= 0 && p[0].revents)
+			*accept_ready = true;
+		for (int i = 0; i < n; i++)
+			ready[i] = p[first + i].revents != 0;	/* data, end, or an error: read it */
+		return k == 0 && !*accept_ready ? -ETIMEDOUT : 0;
+	}
 }
 
 int mfd__listener_remaining(const struct mfd__listener *l)

@@ -1,8 +1,9 @@
 /* migrate/incoming — the destination side of a migration.
  *
- * Channels connect in any order.  Each is accepted, sends its 64-byte hello and gets a reply;
- * the first hello fixes the session (id, channel count, page size, features, codec, batch size),
- * and every later one must match it.  The main channel then carries the block table, which must
+ * Channels connect in any order and are admitted by admit.c: each sends its 64-byte hello and
+ * gets a reply; the channels of one session (id, channel count, page size, features, codec,
+ * batch size) become this session's once all of them are there, and strangers are refused
+ * without disturbing it.  The main channel then carries the block table, which must
  * match the blocks registered here (names, lengths, page sizes).  One worker per data channel
  * runs a receiver (stream.c): every packet is validated before use and handed to the payload its
  * type names; RAM data is read straight into destination memory, and SYNC markers keep the
@@ -53,133 +54,12 @@ static int incoming_local_uri(struct mfd_session *s, char *buf, size_t len)
 	return in ? mfd__listener_local_uri(in->listener, buf, len) : MFD_ESTATE;
 }
 
-static void reply(struct mfd__chan *c, int status, uint64_t features)
-{
-	uint8_t b[MFD_ACCEPT_LEN];
-	struct mfd__accept a = { .version = MFD_PROTO_VERSION, .status = status, .features = features };
-	mfd__accept_encode(b, &a);
-	(void)mfd__chan_write(c, b, sizeof(b));	/* best effort when refusing */
-}
-
-/* The first hello fixes the session; our configuration bounds what it may make us allocate. */
-static int take_session(struct mfd_session *s, const struct mfd__hello *h, struct mfd_error *err)
-{
-	if (h->page_size != s->ram.page_size)
-		return mfd__err_set(err, MFD_EPAGESIZE, h->channel_id, "source pages are %u bytes, ours %u",
-				    h->page_size, s->ram.page_size);
-	if (h->channel_count > s->opt.channels + 1u)
-		return mfd__err_set(err, MFD_ECHANCOUNT, h->channel_id,
-				    "source uses %u data channels, we accept up to %u",
-				    h->channel_count - 1u, s->opt.channels);
-	if (h->batch_pages > s->opt.batch_pages)
-		return mfd__err_set(err, MFD_EPAGES, h->channel_id,
-				    "source batches %u pages, we accept up to %u", h->batch_pages,
-				    s->opt.batch_pages);
-	memcpy(s->nego.session_id, h->session, MFD_UUID_LEN);
-	s->nego.features = h->features;
-	s->nego.batch_pages = h->batch_pages;
-	s->nego.codec = mfd__codec_find(h->codec);	/* admit() checked it */
-	pthread_mutex_lock(&s->lock);
-	s->nchan = h->channel_count;
-	pthread_mutex_unlock(&s->lock);
-	return 0;
-}
-
-/* Every later hello must belong to the same session. */
-static int same_session(struct mfd_session *s, const struct mfd__hello *h, struct mfd_error *err)
-{
-	if (memcmp(h->session, s->nego.session_id, MFD_UUID_LEN)) {
-		char a[37], e[37];
-		mfd__uuid_format(h->session, a);
-		mfd__uuid_format(s->nego.session_id, e);
-		return mfd__err_set(err, MFD_ESESSION, h->channel_id, "session %s, expected %s", a, e);
-	}
-	if (h->channel_count != s->nchan)
-		return mfd__err_set(err, MFD_ECHANCOUNT, h->channel_id, "%u channels, expected %u",
-				    h->channel_count, s->nchan);
-	if (h->page_size != s->ram.page_size || h->features != s->nego.features ||
-	    h->batch_pages != s->nego.batch_pages || h->codec != s->nego.codec->id)
-		return mfd__err_set(err, MFD_EFEATURE, h->channel_id,
-				    "handshake parameters differ between channels");
-	return 0;
-}
-
-/* Read one channel's hello (bounded by the timeout, shut down by a failure or cancel), check
- * it, and register the channel or refuse it. */
-static int admit(struct mfd_session *s, struct mfd__chan *c, unsigned *have, struct mfd_error *err)
-{
-	uint8_t b[MFD_HELLO_LEN];
-	struct mfd__hello h;
-	int rc;
-	if (s->opt.timeout_ms)
-		mfd__chan_set_timeout(c, s->opt.timeout_ms, s->opt.timeout_ms);
-	/* Published while we read its hello, so a failure or cancel can shut it down (a client
-	 * that connects and says nothing must not hold the session). */
-	pthread_mutex_lock(&s->lock);
-	s->admitting = c;
-	bool canceled = s->canceled;
-	pthread_mutex_unlock(&s->lock);
-	rc = canceled ? MFD_ECANCELED : mfd__chan_wait_readable(c, s->opt.timeout_ms, s->cancel_fd);
-	if (rc == 0)
-		rc = mfd__chan_read(c, b, sizeof(b));
-	pthread_mutex_lock(&s->lock);
-	s->admitting = NULL;
-	canceled = s->canceled;
-	pthread_mutex_unlock(&s->lock);
-	if (rc && canceled)
-		rc = MFD_ECANCELED;
-	if (rc) {
-		mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, -1, "reading a channel handshake");
-		goto refuse;
-	}
-	if ((rc = mfd__hello_decode(b, sizeof(b), &h, err)))
-		goto refuse;
-	if (!mfd__codec_find(h.codec)) {
-		rc = mfd__err_set(err, MFD_EFEATURE, h.channel_id, "codec %u", h.codec);
-		goto refuse;
-	}
-	if ((rc = *have == 0 ? take_session(s, &h, err) : same_session(s, &h, err)))
-		goto refuse;
-	if (s->chan[h.channel_id]) {
-		rc = mfd__err_set(err, MFD_EDUPCHAN, h.channel_id, "channel %u connected twice",
-				  h.channel_id);
-		goto refuse;
-	}
-	reply(c, 0, h.features);
-	mfd__session_add_chan(s, h.channel_id, c);
-	/* The main channel keeps its timeouts: the source pings it while it is quiet, so silence
-	 * for timeout_ms means the source is gone or stuck, and the session fails (which also frees
-	 * the data channels' receivers).  Data channels may idle between rounds: no timeout. */
-	if (h.channel_id != 0)
-		mfd__chan_set_timeout(c, 0, 0);
-	(*have)++;
-	return 0;
-refuse:
-	reply(c, rc, 0);
-	mfd__chan_free(c);
-	return rc;
-}
-
 static int accept_channels(struct mfd_session *s, struct mfd_error *err)
 {
 	struct incoming *in = s->priv;
-	unsigned have = 0;
-	do {
-		struct mfd__chan *c;
-		/* The first channel may take as long as the source needs to decide to migrate (a
-		 * destination waits, cancelable); once one arrived, the rest of the handshake is
-		 * bounded by the timeout. */
-		int rc = mfd__listener_accept(in->listener, have ? s->opt.timeout_ms : 0, s->cancel_fd,
-					      &c, err);
-		if (rc == MFD_ECHANCOUNT)
-			return mfd__err_set(err, rc, -1, "the source uses %u channels", s->nchan);
-		if (rc == 0)
-			rc = admit(s, c, &have, err);
-		if (rc)
-			return rc;
-		if (mfd__session_canceled(s))
-			return mfd__err_set(err, MFD_ECANCELED, -1, "waiting for channels");
-	} while (have < s->nchan);
+	int rc = mfd__admit_channels(s, in->listener, err);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->lock);
 	s->main_ready = true;
 	pthread_mutex_unlock(&s->lock);
@@ -411,8 +291,8 @@ static int receive_main(struct mfd_session *s, struct mfd__end_rec *end, struct 
 		return rc;
 	/* A source that sent END has written every data channel's end of stream too: from now on
 	 * a silent data channel is a dead one. */
-	for (unsigned i = 1; s->opt.timeout_ms && i < s->nchan; i++)
-		mfd__chan_set_timeout(s->chan[i], s->opt.timeout_ms, s->opt.timeout_ms);
+	for (unsigned i = 1; i < s->nchan; i++)
+		mfd__chan_set_timeout(s->chan[i], s->opt.stall_ms, s->opt.stall_ms);
 	if (end->flags != (s->nego.features & MFD_FEAT_VERIFY))
 		return mfd__err_set(err, MFD_EFEATURE, 0, "END flags 0x%x, negotiated 0x%llx",
 				    end->flags, (unsigned long long)s->nego.features);

@@ -52,8 +52,8 @@ static int connect_channels(struct mfd_session *s, const char *uri, struct mfd_e
 			return rc;
 		}
 		mfd__session_add_chan(s, i, c);
-		if (s->opt.timeout_ms)
-			mfd__chan_set_timeout(c, s->opt.timeout_ms, s->opt.timeout_ms);
+		/* The handshake: a reply within the timeout. */
+		mfd__chan_set_timeout(c, s->opt.timeout_ms, s->opt.stall_ms);
 	}
 	return 0;
 }
@@ -104,9 +104,10 @@ static int outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_e
 		rc = handshake(s, err);
 	if (rc)
 		return rc;
-	/* From here, reads on the main channel may legitimately wait a long time (the destination
-	 * verifying gigabytes); writes keep their timeout so a stuck destination is noticed. */
-	mfd__chan_set_timeout(s->chan[0], 0, s->opt.timeout_ms);
+	/* From here, reads may legitimately wait a long time for their first byte (the COMMIT
+	 * after the destination verified gigabytes); every transfer under way must progress. */
+	for (unsigned i = 0; i < s->nchan; i++)
+		mfd__chan_set_timeout(s->chan[i], 0, s->opt.stall_ms);
 	pthread_mutex_lock(&s->lock);
 	s->main_ready = true;
 	pthread_mutex_unlock(&s->lock);
@@ -128,10 +129,10 @@ static void *reader_main(void *arg)
 	}
 	/* While the main channel is quiet (rounds, switchover, digests), ping it so the destination
 	 * can tell a slow migration from a vanished source.  The period hardly depends on our own
-	 * timeout: the destination's is what matters, and it may be shorter (or ours 0).  A 32-byte
-	 * packet four times a second costs nothing. */
-	int t = s->opt.timeout_ms;
-	int ping_ms = t > 0 ? MFD_MIN(MFD_MAX(t / 3, 1), 250) : 250;
+	 * stall time: the destination's is what matters, and it may be shorter (or ours 0).  A
+	 * 32-byte packet four times a second costs nothing. */
+	int t = s->opt.stall_ms;
+	int ping_ms = t > 0 ? MFD_MIN(MFD_MAX(t / 4, 1), 250) : 250;
 	for (;;) {
 		struct mfd__pkt_hdr h;
 		int rc = mfd__chan_wait_readable(s->chan[0], ping_ms, -1);

@@ -33,7 +33,6 @@ void mfd__session_shutdown_all(struct mfd_session *s)
 	pthread_mutex_lock(&s->lock);
 	for (unsigned i = 0; i <= MFD_MAX_CHANNELS; i++)
 		mfd__chan_shutdown(s->chan[i]);
-	mfd__chan_shutdown(s->admitting);	/* a hello being read: wake its reader */
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -26,6 +26,7 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 		.batch_pages = role == MFD_INCOMING ? MFD_MAX_BATCH_PAGES : 512,
 		.queue_depth = 4,
 		.timeout_ms = 10000,
+		.stall_ms = 2500,
 		.zero_detect = true,
 		.page_checksums = true,
 		.device_max = 64ull << 20,
@@ -112,6 +113,11 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 		if (v < 0 || v > 24 * 3600 * 1000LL)
 			return -EINVAL;
 		o->timeout_ms = (int)v;
+		return 0;
+	case MFD_OPT_STALL_MS:
+		if (v < 0 || v > 24 * 3600 * 1000LL)
+			return -EINVAL;
+		o->stall_ms = (int)v;
 		return 0;
 	case MFD_OPT_ZERO_DETECT:
 		o->zero_detect = v != 0;

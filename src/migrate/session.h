@@ -55,7 +55,8 @@ struct mfd__opts {
 					 * snapshots: workers */
 	unsigned batch_pages;		/* outgoing: pages per packet; incoming: the most accepted */
 	unsigned queue_depth;
-	int timeout_ms;
+	int timeout_ms;			/* connect and handshake */
+	int stall_ms;			/* a peer gone quiet (mfd__chan_set_timeout) */
 	bool verify;
 	bool zero_detect;
 	bool direct_io, lazy;		/* snapshots */
@@ -98,6 +99,7 @@ struct mfd__live_stats {
 	uint64_t t_start_ns, t_setup_ns, t_end_ns;
 	uint64_t rounds, syncs, remaining, dirty_rate, bandwidth, expected_dt;
 	uint64_t downtime_ms, eta_ms, device_bytes, file_bytes, ready_ms;
+	uint64_t rejected_connections;
 	unsigned throttle, throttle_max;
 	bool verified;
 };
@@ -151,8 +153,6 @@ struct mfd_session {
 	bool committed;				/* the destination committed: later failures and
 						 * cancels change nothing */
 	bool main_ready;			/* main channel handshaken: ERROR records may go */
-	struct mfd__chan *admitting;		/* incoming: a channel whose hello is being read,
-						 * so a failure can shut it down */
 	struct mfd__pool *pool;			/* created and destroyed by the run thread;
 						 * published and retired under lock */
 	struct mfd__worker *workers;		/* nworkers; published under lock before the pool
@@ -271,6 +271,13 @@ int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink);
 /* The digest of all RAM with the pool, in the local order (source, save). */
 int mfd__precopy_digest(struct mfd_session *s);
 void mfd__tracking_free(struct mfd_session *s);
+
+/* ---- the destination's door (admit.c) --------------------------------------------------------- */
+
+/* Accept connections from l until one session's channels are all there (then they are the
+ * session's, and s->nego holds its parameters), refusing and counting every other connection.
+ * Returns 0, MFD_ECANCELED, or (passed descriptors only) the refusal that ended the wait. */
+int mfd__admit_channels(struct mfd_session *s, struct mfd__listener *l, struct mfd_error *err);
 
 /* ---- the roles (outgoing.c, incoming.c, save.c, restore.c) ------------------------------------ */
 extern const struct mfd__role_ops mfd__role_outgoing, mfd__role_incoming, mfd__role_save,

@@ -57,6 +57,7 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 	st->device_bytes = MFD_ST_GET(s, device_bytes);
 	st->file_bytes = MFD_ST_GET(s, file_bytes);
 	st->ready_ms = MFD_ST_GET(s, ready_ms);
+	st->rejected_connections = MFD_ST_GET(s, rejected_connections);
 	st->verified = MFD_ST_GET(s, verified);
 	st->digest = st->verified ? __atomic_load_n(&s->ramx.digest, __ATOMIC_RELAXED) : 0;
 }
@@ -100,6 +101,7 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
 	mfd__json_u64(&j, "device_bytes", st->device_bytes);
 	mfd__json_u64(&j, "file_bytes", st->file_bytes);
 	mfd__json_u64(&j, "ready_ms", st->ready_ms);
+	mfd__json_u64(&j, "rejected_connections", st->rejected_connections);
 	mfd__json_bool(&j, "verified", st->verified);
 	mfd__json_end(&j);
 	return (int)mfd__json_finish(&j);

@@ -54,7 +54,8 @@ int mfd__frame_recv(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, 
 		return mfd__err_set(err, rc, c->id, "reading packet %llu", (unsigned long long)*seq);
 	if ((rc = mfd__pkt_hdr_decode(hdr, h, c->id, err)))
 		return rc;
-	if ((rc = mfd__chan_read(c, meta, h->meta_len)))
+	struct iovec v = { meta, h->meta_len };
+	if ((rc = mfd__chan_readv_more(c, &v, 1)))
 		return mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id,
 				    "reading the meta of packet %llu", (unsigned long long)*seq);
 	if ((rc = mfd__pkt_check(hdr, meta, h->meta_len, c->id, err)))
@@ -70,7 +71,7 @@ int mfd__frame_recv(struct mfd__chan *c, uint64_t *seq, struct mfd__pkt_hdr *h, 
 int mfd__frame_read_data(struct mfd__chan *c, struct iovec *iov, int iovcnt, const char *what,
 			 struct mfd_error *err)
 {
-	int rc = mfd__chan_readv(c, iov, iovcnt);
+	int rc = mfd__chan_readv_more(c, iov, iovcnt);
 	if (rc)
 		return mfd__err_set(err, rc == MFD_ECLOSED ? MFD_ETRUNC : rc, c->id, "reading %s", what);
 	return 0;
