@@ -190,7 +190,7 @@ void vm_data_area(const struct vm *vm, void **host, uint64_t *gpa, uint64_t *byt
 size_t vm_state_size(struct vm *vm);
 
 /* Save the vCPU and device state into buf: a versioned header then tagged records (format in
- * vm.c).  The VM must be paused, stopped, or created-and-never-started.  *used gets the bytes
+ * vm_state.c).  The VM must be paused, stopped, or created-and-never-started.  *used gets the bytes
  * written.  Returns 0, -EINVAL (wrong state), -ENOSPC (len too small) or -errno from KVM. */
 int vm_state_save(struct vm *vm, void *buf, size_t len, size_t *used);
 

@@ -1,7 +1,8 @@
 /*
- * vmm/vm_priv — what the tinyvm front (vm.c) shares with its backends (kvm.c, soft.c): the
- * struct vm itself, the per-vCPU record, the backend ops table, the run-control helpers every
- * vCPU thread calls, and the state-buffer record plumbing.  Not for use outside vmm/.
+ * vmm/vm_priv — what the tinyvm front (vm.c, boot.c, vm_run.c, serial.c, workload.c,
+ * vm_state.c) shares between its modules and with its backends (kvm.c, soft.c): the struct vm
+ * itself, the per-vCPU record, the backend ops table, the run-control helpers every vCPU thread
+ * calls, and the state-buffer record plumbing.  Not for use outside vmm/.
  *
  * Run control.  Each vCPU has one thread.  It loops: vm__vcpu_checkpoint() (park while paused,
  * sleep while throttled, leave when stopping), then run guest code for a while (one KVM_RUN, or
@@ -59,7 +60,7 @@ struct vm_rec {
 #define VM_REC_VM	UINT32_MAX
 
 /* Record types: one list for all backends so numbers never collide.  Changing a payload's
- * layout means a new type number or a new format version (vm.c). */
+ * layout means a new type number or a new format version (vm_state.c). */
 enum vm_rec_type {
 	VM_REC_WORKLOAD = 1,		/* VM-wide: workload and dirty ranges (front) */
 	VM_REC_SERIAL = 2,		/* per vCPU: serial line buffer and counters (front) */
@@ -190,5 +191,57 @@ int vm__err(char *errbuf, size_t errlen, int err, const char *fmt, ...)
 
 /* Host pointer of guest-physical [gpa, gpa + len) in the VM's RAM, NULL when outside. */
 void *vm__gpa_to_host(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* ---- between the front's modules ------------------------------------------------------ */
+
+/* vm_run.c: make every vCPU thread leave its loop (first reason wins) and join them all.
+ * Control thread only. */
+void vm__stop_threads(struct vm *vm, enum vm_stop_reason reason);
+/* boot.c: write what a fresh guest needs into RAM (boot area or boot sector). */
+int vm__boot_write(struct vm *vm, char *errbuf, size_t errlen);
+/* serial.c: write out vCPU v's pending serial bytes (a line without its newline yet). */
+void vm__serial_flush(struct vm_vcpu *v);
+/* workload.c: split the dirty area into one range per vCPU (vm->dirty, vm->nr_dirty). */
+void vm__workload_init(struct vm *vm);
+
+/* Little-endian fields of the boot area, the workload pattern and the state buffer. */
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
 
 #endif
