@@ -69,7 +69,7 @@ int ctl_request(int fd, const char *req, char *buf, size_t cap)
 	memcpy(line, req, len);
 	line[len++] = '\n';
 	for (size_t off = 0; off < len;) {
-		ssize_t n = write(fd, line + off, len - off);
+		ssize_t n = send(fd, line + off, len - off, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

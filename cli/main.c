@@ -1,4 +1,5 @@
 /* cli/main — `multifd <command> [options]`: dispatch through the command table. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli.h"
@@ -32,6 +33,11 @@ static const struct cli_cmd *find(const char *name)
 
 int main(int argc, char **argv)
 {
+	/* No peer may kill us by closing its end: a control client that leaves before reading its
+	 * reply, a migration peer, a closed stdout.  Writes to them fail with EPIPE instead, and
+	 * every writer handles that.  (Our sockets also send with MSG_NOSIGNAL, so the guarantee
+	 * does not rest on this alone.) */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

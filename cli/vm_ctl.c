@@ -599,14 +599,14 @@ static void serve(struct vmctl *c, int fd)
 			struct out o = { reply, sizeof(reply) - 1, 0 };
 			handle(c, in, (size_t)(nl - in), &o);
 			reply[o.len++] = '\n';
-			if (write(fd, reply, o.len) != (ssize_t)o.len)
+			if (send(fd, reply, o.len, MSG_NOSIGNAL) != (ssize_t)o.len)
 				return;
 			have -= (size_t)(nl + 1 - in);
 			memmove(in, nl + 1, have);
 		}
 		if (have == sizeof(in)) {	/* a line over the bound: refuse and drop the client */
 			const char *e = "{\"ok\":false,\"error\":\"line too long\"}\n";
-			ssize_t w = write(fd, e, strlen(e));
+			ssize_t w = send(fd, e, strlen(e), MSG_NOSIGNAL);
 			(void)w;
 			return;
 		}
