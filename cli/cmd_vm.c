@@ -413,7 +413,10 @@ static int vm_run(struct vm_cli *c)
 			goto out_destroy;
 		}
 		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
-		if (vmctl_incoming_wait(ctl, err, sizeof(err)) < 0) {
+		int wrc;
+		while ((wrc = vmctl_incoming_wait(ctl, 200, err, sizeof(err))) == -ETIMEDOUT)
+			;
+		if (wrc < 0) {
 			fprintf(stderr, "multifd vm: incoming migration failed: %s\n", err);
 			goto out_destroy;
 		}

@@ -4,17 +4,25 @@
 Used by the shell tests of the control protocol (t_ctl_*.sh).  Every mode exits 0 when what
 it did worked as described and 1 otherwise, printing why.
 
-  request SOCK JSON [--fd N]... [--fd-file PATH[:direct]]... [--within SECONDS]
-        send one request line (descriptors attached with SCM_RIGHTS), print the reply line;
-        with --within, fail if the reply takes longer
+  request SOCK JSON [--fd N]... [--fd-file PATH[:direct]]... [--connect HOST:PORT]...
+          [--within SECONDS]
+        send one request line with descriptors attached (SCM_RIGHTS): --fd passes one of ours,
+        --fd-file opens PATH read-write (with O_DIRECT for :direct), --connect opens a TCP
+        connection; print the reply line; with --within, fail if the reply takes longer
   hangup SOCK COUNT [JSON]
         COUNT clients that each send a request and close without reading the reply
   silent SOCK COUNT SECONDS
         hold COUNT connections for SECONDS: the first sends nothing, the others half a line
+  noread SOCK COUNT SECONDS
+        one connection that sends COUNT queries and reads no reply for SECONDS
   bigline SOCK BYTES
         send one line of BYTES bytes; print the reply if one arrives before the server closes
   garbage SOCK
         send malformed requests on one connection, print each reply (one per line sent)
+  watch SOCK [SECONDS]
+        query as fast as replies come on one connection until the migration or save ends;
+        print the first reply with a final status; fail if a reply says "completed" before
+        the switchover record is there, or if none is final within SECONDS (default 60)
 """
 import os
 import socket
@@ -53,6 +61,11 @@ def request(args):
             fd = os.open(name, flags, 0o600)
             fds.append(fd)
             opened.append(fd)
+        elif args[i] == "--connect":
+            host, _, port = args[i + 1].rpartition(":")
+            c = socket.create_connection((host, int(port)))
+            fds.append(c.detach())
+            opened.append(fds[-1])
         elif args[i] == "--within":
             within = float(args[i + 1])
         else:
@@ -103,6 +116,34 @@ def silent(args):
     time.sleep(seconds)
     for s in held:
         s.close()
+    return 0
+
+
+def noread(args):
+    path, count, seconds = args[0], int(args[1]), float(args[2])
+    s = connect(path)
+    s.setblocking(False)
+    sent = 0
+    line = b'{"cmd":"query"}\n'
+    data = line * count
+    deadline = time.monotonic() + seconds
+    closed, blocked = "", False
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += s.send(data[sent:])
+        except BlockingIOError:  # the server stopped reading: our replies are not read
+            if not blocked:
+                print("ctlpeer: the server stopped reading after %d queries" % (sent // len(line)),
+                      flush=True)
+            blocked = True
+            time.sleep(0.01)
+        except OSError as e:  # the server may drop a client that reads nothing
+            closed = " (then the server closed it: %s)" % e.strerror
+            break
+    print("ctlpeer: sent %d of %d queries without reading a reply%s"
+          % (sent // len(line), count, closed), flush=True)
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    s.close()
     return 0
 
 
@@ -170,9 +211,34 @@ def garbage(args):
     return bad
 
 
+def watch(args):
+    path = args[0]
+    seconds = float(args[1]) if len(args) > 1 else 60.0
+    s = connect(path)
+    f = s.makefile("rb")
+    s.settimeout(10)
+    deadline = time.monotonic() + seconds
+    polls = 0
+    while time.monotonic() < deadline:
+        s.sendall(b'{"cmd":"query"}\n')
+        r = f.readline().decode("utf-8", "replace").rstrip("\n")
+        polls += 1
+        mig = r.split('"migration":', 1)
+        status = mig[1].split('"status":"', 1)[1].split('"', 1)[0] if len(mig) > 1 else ""
+        if status in ("completed", "failed", "cancelled"):
+            print(r)
+            print("ctlpeer: final after %d queries" % polls)
+            if status == "completed" and '"switchover":' not in r:
+                print("ctlpeer: completed without the switchover record")
+                return 1
+            return 0
+    print("ctlpeer: no final status within %.0f s" % seconds)
+    return 1
+
+
 def main():
-    modes = {"request": request, "hangup": hangup, "silent": silent, "bigline": bigline,
-             "garbage": garbage}
+    modes = {"request": request, "hangup": hangup, "silent": silent, "noread": noread,
+             "bigline": bigline, "garbage": garbage, "watch": watch}
     if len(sys.argv) < 3 or sys.argv[1] not in modes:
         print(__doc__)
         return 1
