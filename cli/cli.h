@@ -39,7 +39,9 @@ void cmd_inspect_usage(FILE *out);
 
 /* Control-protocol client helpers (cmd_ctl.c). */
 int ctl_connect(const char *path);
-int ctl_request(int fd, const char *req, char *buf, size_t cap);
+/* Send one request line, with fds[0..nfds) passed along (SCM_RIGHTS), and read the reply line
+ * into buf (NUL-terminated, without its newline), waiting up to 10 s.  0 or -errno. */
+int ctl_call(int fd, const char *req, const int *fds, unsigned nfds, char *buf, size_t cap);
 const char *json_find(const char *js, const char *key, char *out, size_t cap);
 
 #endif

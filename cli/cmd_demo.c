@@ -75,7 +75,7 @@ static int ask(const char *sock, const char *req, char *buf, size_t cap)
 	for (int i = 0; i < 200; i++) {
 		int fd = ctl_connect(sock);
 		if (fd >= 0) {
-			int rc = ctl_request(fd, req, buf, cap);
+			int rc = ctl_call(fd, req, NULL, 0, buf, cap);
 			close(fd);
 			return rc;
 		}

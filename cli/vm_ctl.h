@@ -1,12 +1,12 @@
 /* cli/vm_ctl — tinyvm's monitor side of live migration (public API only).
  *
  * A control socket speaks JSON lines (docs/control.md): one request object per line, one reply
- * object per line, served by ctl_server.c and checked by ctl_request.c.  A `migrate` request starts a live migration of the running VM in a thread:
- * its RAM regions become RAM blocks, its KVM memory slots (or userfaultfd for the soft guest)
- * the dirty tracker, its vCPU state one device; the library's stop/resume/throttle callbacks
- * pause, resume and throttle the vCPUs.  An incoming migration fills a new, not yet started VM
- * and starts it once the source has committed.  A completed source stays paused (its guest now
- * runs elsewhere).
+ * object per line, served by ctl_server.c and checked by ctl_request.c.  A `migrate` request
+ * starts a live migration of the running VM in a thread: its RAM regions become RAM blocks, its
+ * KVM memory slots (or userfaultfd for the soft guest) the dirty tracker, its vCPU state one
+ * device; the library's stop/resume/throttle callbacks pause, resume and throttle the vCPUs.
+ * An incoming migration fills a new, not yet started VM and starts it once the source has
+ * committed.  A completed source stays paused (its guest now runs elsewhere).
  *
  * `save` runs in the same thread slot, to a file instead of a peer.  Descriptors passed with a
  * request (SCM_RIGHTS) become the migration's channels or the snapshot file; a client can

@@ -4,11 +4,10 @@
 Used by the shell tests of the control protocol (t_ctl_*.sh).  Every mode exits 0 when what
 it did worked as described and 1 otherwise, printing why.
 
-  request SOCK JSON [--fd N]... [--fd-file PATH[:direct]]... [--connect HOST:PORT]...
-          [--within SECONDS]
+  request SOCK JSON [--fd N]... [--fd-file PATH[:direct]]... [--within SECONDS]
         send one request line with descriptors attached (SCM_RIGHTS): --fd passes one of ours,
-        --fd-file opens PATH read-write (with O_DIRECT for :direct), --connect opens a TCP
-        connection; print the reply line; with --within, fail if the reply takes longer
+        --fd-file opens PATH read-write (with O_DIRECT for :direct); print the reply line;
+        with --within, fail if the reply takes longer
   hangup SOCK COUNT [JSON]
         COUNT clients that each send a request and close without reading the reply
   silent SOCK COUNT SECONDS
@@ -61,11 +60,6 @@ def request(args):
             fd = os.open(name, flags, 0o600)
             fds.append(fd)
             opened.append(fd)
-        elif args[i] == "--connect":
-            host, _, port = args[i + 1].rpartition(":")
-            c = socket.create_connection((host, int(port)))
-            fds.append(c.detach())
-            opened.append(fds[-1])
         elif args[i] == "--within":
             within = float(args[i + 1])
         else:

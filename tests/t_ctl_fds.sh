@@ -36,10 +36,13 @@ kill -0 $SRC || fail "the VM died"
 "$BIN" ctl "$T/src.sock" query | grep -q '"vm":"running"' || fail "the guest stopped running"
 echo "refusals ok"
 
-# A save on passed descriptors: one buffered, then a buffered and an O_DIRECT one.
-r=$($PEER request "$T/src.sock" '{"cmd":"save","live":true}' --fd-file "$T/a.snap") || fail "save: $r"
-grep -q '"ok":true' <<<"$r" || fail "save on a descriptor refused: $r"
-[ "$(wait_final "$T/src.sock")" = completed ] || fail "save on a descriptor: $("$BIN" ctl "$T/src.sock" query | cut -c1-400)"
+r=$("$BIN" ctl "$T/src.sock" migrate fd:); refused "$r" "passed with the request"
+
+# A save on passed descriptors (`multifd ctl --fd`): one buffered, then a buffered and an
+# O_DIRECT one.
+r=$("$BIN" ctl "$T/src.sock" save --fd 3 --live --wait 3<>"$T/a.snap") ||
+	fail "save on a descriptor: $r $("$BIN" ctl "$T/src.sock" query | cut -c1-400)"
+grep -q '"status":"completed"' <<<"$r" || fail "save on a descriptor: $r"
 "$BIN" inspect "$T/a.snap" >"$T/inspect.log" || fail "the saved file is not valid: $(cat "$T/inspect.log")"
 if r=$($PEER request "$T/src.sock" '{"cmd":"save"}' --fd-file "$T/b.snap" --fd-file "$T/b.snap:direct"); then
 	grep -q '"ok":true' <<<"$r" || fail "save on two descriptors refused: $r"
@@ -60,14 +63,14 @@ fi
 grep -q "verify=ok" "$T/restore.log" || fail "restored guest: $(cat "$T/restore.log")"
 echo "save on a descriptor: valid, restored"
 
-# A live migration over connections the client opened and passed.
+# A live migration over connections the client opened and passed (bash opens them).
 vm_start dst "${VM[@]}" --incoming tcp:127.0.0.1:0
 uri=$(incoming_uri "$T/dst.sock") || exit 1
 hp=${uri#tcp:}
-r=$($PEER request "$T/src.sock" '{"cmd":"migrate","uri":"fd:"}' --connect "$hp" --connect "$hp" --connect "$hp") ||
-	fail "migrate on passed connections: $r"
-grep -q '"ok":true' <<<"$r" || fail "migrate on passed connections refused: $r"
-[ "$(wait_final "$T/src.sock")" = completed ] || fail "migration over passed descriptors: $("$BIN" ctl "$T/src.sock" query | cut -c1-400)"
+host=${hp%:*} port=${hp##*:}
+r=$("$BIN" ctl "$T/src.sock" migrate --fd 3 --fd 4 --fd 5 --wait 3<>"/dev/tcp/$host/$port" \
+	4<>"/dev/tcp/$host/$port" 5<>"/dev/tcp/$host/$port") ||
+	fail "migration over passed descriptors: $r $("$BIN" ctl "$T/src.sock" query | cut -c1-400)"
 grep -q '"channels":2' <<<"$("$BIN" ctl "$T/src.sock" query)" || fail "3 descriptors did not make 2 data channels"
 wait_running "$T/dst.sock"
 echo "migration over 3 passed connections: completed"
