@@ -40,10 +40,13 @@ struct vmctl {
 	struct vm *vm;			/* set at creation, read-only */
 	struct ctl_server *srv;		/* the main thread's: set by vmctl_listen */
 	pthread_mutex_t lock;		/* protects everything below; taken before the VM's own
-					 * lock (vm_get_status) when both are held */
+					 * lock when both are held (query, stop, cont and
+					 * resume_guest call the VM under it) */
 	pthread_cond_t cond;		/* mig_running or quit changed */
 
 	bool quit;			/* a `quit` request arrived */
+	bool user_paused;		/* the operator's `stop` holds (until `cont`): operations
+					 * leave the guest paused */
 
 	/* The operation (one at a time). */
 	enum role role;
@@ -87,10 +90,19 @@ static int cb_stop(void *opaque)
 	return rc;
 }
 
+/* Let the guest run again after an operation paused it, unless the operator paused it: an
+ * operation leaves the guest in the run state it found it in. */
+static void resume_guest(struct vmctl *c)
+{
+	pthread_mutex_lock(&c->lock);	/* held across: a `stop` cannot slip in between */
+	if (!c->user_paused)
+		vm_resume(c->vm);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void cb_resume(void *opaque)
 {
-	struct vmctl *c = opaque;
-	vm_resume(c->vm);
+	resume_guest(opaque);
 }
 
 static void cb_throttle(void *opaque, unsigned pct)
@@ -269,10 +281,11 @@ static void *outgoing_thread(void *arg)
 	}
 	if (op.saving && (rc == 0 || paused_here)) {
 		/* A snapshot is a checkpoint: the guest goes on here (a live save leaves it stopped
-		 * after the last pass; a failed live save has already resumed it). */
+		 * after the last pass; a failed live save has already resumed it), unless the
+		 * operator had paused it. */
 		if (rc == 0)
 			record_switchover(c);
-		vm_resume(c->vm);
+		resume_guest(c);
 	}
 	if (!s) {
 		pthread_mutex_lock(&c->lock);
@@ -587,7 +600,11 @@ static void handle(void *opaque, const char *line, size_t len, int *fds, unsigne
 		return ctl_out_printf(o, "{\"ok\":true}");
 	}
 	case CTL_CMD_STOP: {
+		pthread_mutex_lock(&c->lock);	/* against resume_guest */
 		int rc = vm_pause(c->vm);
+		if (rc == 0)
+			c->user_paused = true;
+		pthread_mutex_unlock(&c->lock);
 		if (rc < 0)
 			return reply_error(o, rc == -EINVAL ? "the guest is not running"
 							    : strerror(-rc));
@@ -597,12 +614,14 @@ static void handle(void *opaque, const char *line, size_t len, int *fds, unsigne
 		pthread_mutex_lock(&c->lock);
 		bool away = c->migrated_away,
 		     running = c->mig_running && (c->role == ROLE_SOURCE || c->saving);
+		int rc = away || running ? 0 : vm_resume(c->vm);
+		if (!away && !running && rc == 0)
+			c->user_paused = false;
 		pthread_mutex_unlock(&c->lock);
 		if (away)
 			return reply_error(o, "the guest migrated away; it runs on the destination");
 		if (running)
 			return reply_error(o, "a migration is running (cancel it first)");
-		int rc = vm_resume(c->vm);
 		if (rc < 0)
 			return reply_error(o, rc == -EINVAL ? "the guest is not paused"
 							    : strerror(-rc));
