@@ -9,7 +9,8 @@
  *
  * Exit status: 0 success, 1 failure, 2 usage error, 77 when --accel kvm was requested and KVM
  * is unavailable (so test scripts can skip).  `run` of a guest that writes to the shutdown port
- * exits with the low 8 bits of the value written. */
+ * exits with the low 8 bits of the value written.  A destination stopped (signal or `quit`)
+ * before a migration arrived exits 0, one stopped while a migration arrives 1. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -93,7 +94,12 @@ void cmd_vm_usage(FILE *out)
 		"process, runs that one for --duration seconds (default 0.5) and checks that the\n"
 		"dirty pattern and counters carried on (dirty workload, default dirty:16M).\n"
 		"\n"
-		"Exit status: 0 ok, 1 failure, 2 usage, 77 --accel kvm without usable KVM.\n",
+		"A destination (--incoming) told to stop by SIGINT, SIGTERM or `ctl quit` before a\n"
+		"migration arrived says so and exits 0; one stopped while a migration arrives\n"
+		"cancels it and exits 1 (the source keeps its guest).\n"
+		"\n"
+		"Exit status: 0 ok, 1 failure, 2 usage, 77 --accel kvm without usable KVM; a guest\n"
+		"that writes to the shutdown port sets the status itself.\n",
 		VM_MAX_VCPUS, FUZZ_ROUNDS);
 }
 
@@ -414,8 +420,25 @@ static int vm_run(struct vm_cli *c)
 		}
 		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
 		int wrc;
-		while ((wrc = vmctl_incoming_wait(ctl, 200, err, sizeof(err))) == -ETIMEDOUT)
+		while ((wrc = vmctl_incoming_wait(ctl, 100, err, sizeof(err))) == -ETIMEDOUT &&
+		       !interrupted)
 			;
+		if (wrc == -ETIMEDOUT || wrc == -EINTR) {
+			/* Told to stop (a signal, or `quit`) before the guest arrived: fine, unless a
+			 * migration was arriving, which fails (vmctl_free cancels it; the source
+			 * keeps its guest). */
+			const char *why = wrc == -EINTR ? "quit requested"
+					  : interrupted == SIGINT ? "SIGINT" : "SIGTERM";
+			if (vmctl_incoming_arriving(ctl)) {
+				fprintf(stderr, "multifd vm: %s during an incoming migration: "
+					"migration canceled\n", why);
+			} else {
+				fprintf(stderr, "tinyvm: %s while waiting for a migration: none arrived; "
+					"exiting\n", why);
+				status = 0;
+			}
+			goto out_destroy;
+		}
 		if (wrc < 0) {
 			fprintf(stderr, "multifd vm: incoming migration failed: %s\n", err);
 			goto out_destroy;
