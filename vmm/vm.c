@@ -183,6 +183,8 @@ int vm_create(struct vm **out, const struct vm_opts *o, char *errbuf, size_t err
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	rc = pthread_cond_init(&vm->cond, &ca);
+	if (rc == 0 && (rc = pthread_cond_init(&vm->serial_cond, &ca)))
+		pthread_cond_destroy(&vm->cond);
 	pthread_condattr_destroy(&ca);
 	if (rc) {
 		free(vm);
@@ -240,6 +242,7 @@ err_unmap:
 err_free:
 	pthread_mutex_destroy(&vm->serial_lock);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->serial_cond);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 	return rc;
@@ -284,12 +287,12 @@ void vm_destroy(struct vm *vm)
 	if (!vm)
 		return;
 	vm__stop_threads(vm, VM_STOP_DESTROY);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++)
-		vm__serial_flush(&vm->vcpus[i]);	/* a last line without its newline */
+	vm__serial_stop(vm);
 	vm->ops->fini(vm);
 	munmap(vm->ram, vm->ram_bytes);
 	pthread_mutex_destroy(&vm->serial_lock);
 	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->serial_cond);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
 }

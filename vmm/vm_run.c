@@ -68,6 +68,10 @@ int vm_start(struct vm *vm, char *errbuf, size_t errlen)
 			return rc;
 	}
 
+	rc = vm__serial_start(vm, errbuf, errlen);
+	if (rc < 0)
+		return rc;
+
 	/* Threads are created under the lock, so kickers see thread and thread_started
 	 * together, and every thread sees RUNNING from its start.  A failure stops the threads
 	 * already started and leaves the VM stopped. */
@@ -119,6 +123,8 @@ int vm_pause(struct vm *vm)
 		vm->state = VM_PAUSED;	/* (or it stopped meanwhile: still, and STOPPED) */
 out:
 	pthread_mutex_unlock(&vm->lock);
+	if (rc == 0)
+		vm__serial_flush_all(vm);	/* the VM stands still: all it printed is out */
 	return rc;
 }
 
@@ -216,6 +222,7 @@ void vm__request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t exit_c
 void vm__vcpu_exit(struct vm_vcpu *v)
 {
 	struct vm *vm = v->vm;
+	vm__serial_flush(v);	/* it prints no more */
 	pthread_mutex_lock(&vm->lock);
 	v->exited = true;
 	if (++vm->nr_exited == vm->nr_vcpus)

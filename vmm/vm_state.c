@@ -35,7 +35,6 @@
 #define STATE_VERSION	1
 #define STATE_HDR_BYTES	40
 #define REC_HDR_BYTES	16
-#define SERIAL_REC_BYTES	(24 + VM_SERIAL_LINE_MAX)
 
 static const char *rec_name(uint32_t type)
 {
@@ -86,7 +85,7 @@ static size_t workload_rec_bytes(const struct vm *vm)
 size_t vm_state_size(struct vm *vm)
 {
 	return STATE_HDR_BYTES + vm__rec_size((uint32_t)workload_rec_bytes(vm)) +
-	       vm->nr_vcpus * vm__rec_size(SERIAL_REC_BYTES) + vm->ops->state_size(vm);
+	       vm->nr_vcpus * vm__rec_size(VM_SERIAL_REC_BYTES) + vm->ops->state_size(vm);
 }
 
 int vm_state_save(struct vm *vm, void *buf, size_t len, size_t *used)
@@ -111,14 +110,10 @@ int vm_state_save(struct vm *vm, void *buf, size_t len, size_t *used)
 		}
 	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		struct vm_vcpu *v = &vm->vcpus[i];
-		p = vm__rec_put(&w, VM_REC_SERIAL, i, SERIAL_REC_BYTES);
+		p = vm__rec_put(&w, VM_REC_SERIAL, i, VM_SERIAL_REC_BYTES);
 		if (!p)
 			break;
-		put_le64(p, vm_serial_sweep(vm, i));
-		put_le64(p + 8, vm_serial_gaps(vm, i));
-		put_le32(p + 16, (uint32_t)v->line_len);
-		memcpy(p + 24, v->line, v->line_len);
+		vm__serial_save(&vm->vcpus[i], p);
 	}
 	if (w.err)
 		return w.err;
@@ -187,9 +182,9 @@ static int check_front_rec(struct vm *vm, const struct vm_rec *r, char *errbuf, 
 		return 0;
 	}
 	/* VM_REC_SERIAL */
-	if (r->len != SERIAL_REC_BYTES)
+	if (r->len != VM_SERIAL_REC_BYTES)
 		return vm__err(errbuf, errlen, MFD_ELENGTH, "serial record of vCPU %u: %u bytes, "
-			       "expected %d", r->vcpu, r->len, SERIAL_REC_BYTES);
+			       "expected %d", r->vcpu, r->len, VM_SERIAL_REC_BYTES);
 	if (get_le32(r->data + 16) > VM_SERIAL_LINE_MAX || get_le32(r->data + 20))
 		return vm__err(errbuf, errlen, MFD_ERANGE, "serial record of vCPU %u: line length "
 			       "%u (max %d), reserved 0x%x", r->vcpu, get_le32(r->data + 16),
@@ -338,11 +333,7 @@ int vm_state_load(struct vm *vm, const void *buf, size_t len, char *errbuf, size
 			struct vm_rec *r = &recs[(size_t)(i + 1) * VM_REC_TYPES + t];
 			table[t] = r->data ? r : NULL;
 		}
-		const uint8_t *s = table[VM_REC_SERIAL]->data;
-		__atomic_store_n(&v->serial_sweep, get_le64(s), __ATOMIC_RELAXED);
-		__atomic_store_n(&v->serial_gaps, get_le64(s + 8), __ATOMIC_RELAXED);
-		v->line_len = get_le32(s + 16);
-		memcpy(v->line, s + 24, v->line_len);
+		vm__serial_load(v, table[VM_REC_SERIAL]->data);
 		rc = vm->ops->state_apply(vm, v, table, errbuf, errlen);
 		if (rc < 0)
 			goto out;
