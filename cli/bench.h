@@ -11,6 +11,7 @@
 #define PAGE 4096u
 #define MAX_REPEAT 15
 #define MAX_WRITERS 64
+#define BENCH_FILL_SEED 0x1234	/* cli_fill's seed for the memory moved or saved */
 
 struct bench_opts {
 	uint64_t mem;
@@ -56,8 +57,9 @@ struct dirtier {
 int bench_live_start(struct mfd_session *s, const struct bench_opts *o, struct dirtier *dz);
 /* End the writer threads (stopped at the switchover or not) and join them. */
 void bench_live_stop(struct dirtier *dz);
-/* Destination check of the writers' pattern over the first `pages` pages of mem. */
-bool bench_pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n);
+/* Destination check of the writers' pattern over the first `pages` pages of mem, which n
+ * writers stamped over memory filled by cli_fill(fill, BENCH_FILL_SEED). */
+bool bench_pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n, const char *fill);
 
 /* bench_baseline.c */
 /* Plain copy of [mem, mem + len) over the n connected fds, split evenly; 0 or -1. */

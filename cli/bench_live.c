@@ -99,27 +99,33 @@ void bench_live_stop(struct dirtier *dz)
 	dz->started = 0;
 }
 
-/* Destination check of the writers' pattern: page p of the dirty area holds p, and for each
- * writer's share the sweep numbers form at most two runs, s+1 then s (or one run). */
-bool bench_pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n)
+/* Destination check of the writers' pattern.  Page p of the dirty area holds either what the
+ * fill wrote there (a writer has not stamped it yet: sweep 0) or, in its first 16 bytes, p and
+ * the sweep that stamped it (writers count sweeps from 1).  For each writer's share, in the
+ * order the writer goes, the sweeps form at most two runs, s+1 then s. */
+bool bench_pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n, const char *fill)
 {
 	for (unsigned id = 0; id < n; id++) {
 		uint64_t first = 0, runs = 0, prev = 0;
 		for (uint64_t p = id; p < pages; p += n) {
 			const uint64_t *w = (const uint64_t *)(mem + p * PAGE);
-			if (w[1] == 0)
-				continue;	/* never written yet (the first sweep was cut short) */
-			if (w[0] != p)
-				return false;
+			uint64_t initial[2], sweep;
+			cli_fill_words(initial, 2, p, fill, BENCH_FILL_SEED);
+			if (w[0] == initial[0] && w[1] == initial[1])
+				sweep = 0;
+			else if (w[0] == p && w[1] > 0)
+				sweep = w[1];
+			else
+				return false;	/* neither the fill nor a stamp: damaged */
 			if (runs == 0) {
-				first = w[1];
+				first = sweep;
 				runs = 1;
-			} else if (w[1] != prev) {
-				if (runs == 2 || w[1] + 1 != first)
+			} else if (sweep != prev) {
+				if (runs == 2 || sweep + 1 != first)
 					return false;
 				runs = 2;
 			}
-			prev = w[1];
+			prev = sweep;
 		}
 	}
 	return true;

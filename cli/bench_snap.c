@@ -152,7 +152,7 @@ int bench_snap_save(const struct bench_opts *o)
 	struct mfd_error err;
 	mfd_error_clear(&err);
 	uint8_t *mem = cli_alloc_mem(o->mem);
-	if (!mem || cli_fill(mem, o->mem, o->fill, 2, 0x1234)) {
+	if (!mem || cli_fill(mem, o->mem, o->fill, 2, BENCH_FILL_SEED)) {
 		fprintf(stderr, "multifd bench: cannot allocate %llu bytes\n", (unsigned long long)o->mem);
 		cli_free_mem(mem, o->mem);
 		return 1;

@@ -97,7 +97,7 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 	mfd_session_free(s);
 	if (r.rc == 0) {
 		r.digest = cli_digest(mem, o->mem, PAGE, 2);
-		r.pattern_ok = !o->dirty || bench_pattern_ok(mem, o->dirty / PAGE, o->dirty_threads);
+		r.pattern_ok = !o->dirty || bench_pattern_ok(mem, o->dirty / PAGE, o->dirty_threads, o->fill);
 	}
 	cli_free_mem(mem, o->mem);
 	write_all(to_src, &r, sizeof(r));
@@ -261,7 +261,7 @@ int bench_transfer(const struct bench_opts *op)
 	struct bench_opts o = *op;
 	int status = 1;
 	uint8_t *mem = cli_alloc_mem(o.mem);
-	if (!mem || cli_fill(mem, o.mem, o.fill, 2, 0x1234)) {
+	if (!mem || cli_fill(mem, o.mem, o.fill, 2, BENCH_FILL_SEED)) {
 		fprintf(stderr, "multifd bench: cannot allocate %llu bytes\n", (unsigned long long)o.mem);
 		cli_free_mem(mem, o.mem);
 		return 1;

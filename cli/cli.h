@@ -20,8 +20,11 @@ int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 /* Anonymous memory for guest RAM or bench buffers (THP advised).  NULL on failure. */
 void *cli_alloc_mem(uint64_t len);
 void cli_free_mem(void *p, uint64_t len);
-/* Fill memory: "random", "zero" or "pattern", with nthreads threads. */
+/* Fill memory: "random", "zero" or "pattern", with nthreads threads.  What a page holds depends
+ * only on its index (from p, in 4 KiB pages), the fill and the seed. */
 int cli_fill(void *p, uint64_t len, const char *fill, unsigned nthreads, uint64_t seed);
+/* The first nwords 64-bit words of page pg as cli_fill(fill, seed) wrote them. */
+void cli_fill_words(uint64_t *w, size_t nwords, uint64_t pg, const char *fill, uint64_t seed);
 /* Per-page digest sum of a memory range, with nthreads threads (what verify compares). */
 uint64_t cli_digest(const void *p, uint64_t len, uint32_t page_size, unsigned nthreads);
 double cli_now_s(void);
