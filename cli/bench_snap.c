@@ -27,8 +27,11 @@ static int run_file_session(struct mfd_session *s, int rc, const char *path, con
 	if (s)
 		mfd_session_get_stats(s, st);
 	mfd_session_free(s);
-	if (rc)
-		fprintf(stderr, "multifd bench: %s: %s\n", what, err.code ? err.msg : mfd_strerror(rc));
+	if (rc) {
+		char msg[MFD_ERROR_MSG_MAX + 32];
+		cli_file_errmsg(&err, rc, msg, sizeof(msg));
+		fprintf(stderr, "multifd bench: %s: %s\n", what, msg);
+	}
 	return rc;
 }
 
@@ -208,7 +211,9 @@ int bench_snap_restore(const struct bench_opts *o)
 	mfd_error_clear(&err);
 	int rc = mfd_snapshot_inspect(o->restore_path, &info, &err);
 	if (rc) {
-		fprintf(stderr, "multifd bench: %s: %s\n", o->restore_path, err.msg);
+		char msg[MFD_ERROR_MSG_MAX + 32];
+		cli_file_errmsg(&err, rc, msg, sizeof(msg));
+		fprintf(stderr, "multifd bench: %s: %s\n", o->restore_path, msg);
 		mfd_snapshot_info_free(&info);
 		return 1;
 	}

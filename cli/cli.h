@@ -28,6 +28,11 @@ void cli_fill_words(uint64_t *w, size_t nwords, uint64_t pg, const char *fill, u
 /* Per-page digest sum of a memory range, with nthreads threads (what verify compares). */
 uint64_t cli_digest(const void *p, uint64_t len, uint32_t page_size, unsigned nthreads);
 double cli_now_s(void);
+/* Errors about a snapshot file, said for a file: mfd_strerror(code), except that a file that
+ * ends early is "file truncated" (the library's name speaks of packets); and err's message
+ * (or the code's name when it has none) with that wording, into out. */
+const char *cli_file_strerror(int code);
+void cli_file_errmsg(const struct mfd_error *err, int code, char *out, size_t cap);
 
 int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *out);

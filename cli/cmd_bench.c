@@ -70,7 +70,8 @@ void cmd_bench_usage(FILE *out)
 		"  --baseline        also time a sequential write (read) of the same bytes in the\n"
 		"                    same directory, 1 MiB at a time, same flags\n"
 		"\n"
-		"Exit status: 0 when the transfer completed and verified, 1 otherwise.\n",
+		"Exit status: 0 when the transfer completed and verified, 1 otherwise, 2 for a\n"
+		"usage error.\n",
 		MFD_MAX_CHANNELS, MFD_MAX_BATCH_PAGES);
 }
 

@@ -247,6 +247,14 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		fprintf(stderr, "multifd vm: unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
+	if (c->incoming_uri && c->restore_path) {
+		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
+		return -1;
+	}
+	if (c->lazy && !c->restore_path) {
+		fprintf(stderr, "multifd vm: --lazy goes with --restore\n");
+		return -1;
+	}
 	if (c->boot_path) {
 		if (c->workload_arg) {
 			fprintf(stderr, "multifd vm: --boot-sector and --workload exclude each other\n");
@@ -254,6 +262,11 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		}
 		if (read_boot_sector(c) < 0)
 			return -1;
+	}
+	char err[256];
+	if (vm_opts_check(&c->opts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "multifd vm: %s\n", err);
+		return -1;
 	}
 	return 0;
 bad:
@@ -391,10 +404,6 @@ static int vm_run(struct vm_cli *c)
 	struct vm *vm = create_vm(c, &status, false);
 	if (!vm)
 		goto out_close;
-	if (c->incoming_uri && c->restore_path) {
-		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
-		goto out_destroy;
-	}
 	if (c->control_path || c->incoming_uri || c->restore_path) {
 		ctl = vmctl_new(vm);
 		if (!ctl) {

@@ -226,10 +226,9 @@ void ctl_out_printf(struct ctl_out *o, const char *fmt, ...)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when s does not start one: no overlong
- * forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s)
+size_t ctl_utf8_len(const char *str)
 {
+	const unsigned char *s = (const unsigned char *)str;
 	unsigned char c = s[0];
 	size_t n;
 	uint32_t min, cp;
@@ -258,7 +257,7 @@ void ctl_out_json_str(struct ctl_out *o, const char *s)
 	const unsigned char *p = (const unsigned char *)s;
 	ctl_out_printf(o, "\"");
 	while (*p) {
-		size_t n = utf8_len(p);
+		size_t n = ctl_utf8_len((const char *)p);
 		if (n == 0) {
 			ctl_out_printf(o, "\\ufffd");
 			p++;

@@ -55,5 +55,8 @@ void ctl_out_printf(struct ctl_out *o, const char *fmt, ...) __attribute__((form
 /* s as a JSON string, quotes included: valid UTF-8 is kept as it is; '"', '\\' and control
  * characters are escaped; each byte of an invalid UTF-8 sequence becomes U+FFFD. */
 void ctl_out_json_str(struct ctl_out *o, const char *s);
+/* Length of the valid UTF-8 sequence s starts with (1..4; an ASCII byte is 1), or 0 when it
+ * starts none (a stray byte, an overlong form, a surrogate, beyond U+10FFFF, or the NUL). */
+size_t ctl_utf8_len(const char *s);
 
 #endif

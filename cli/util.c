@@ -1,6 +1,7 @@
 /* cli/util — helpers shared by the subcommands: sizes, memory, fills, digests. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -160,4 +161,25 @@ uint64_t cli_digest(const void *p, uint64_t len, uint32_t page_size, unsigned nt
 	uint64_t d = 0;
 	run_spans((void *)p, len, page_size, nthreads, "", 0, digest_span, &d);
 	return d;
+}
+
+const char *cli_file_strerror(int code)
+{
+	/* The library shares MFD_ETRUNC between streams and files and names it for the stream. */
+	return code == MFD_ETRUNC ? "file truncated" : mfd_strerror(code);
+}
+
+void cli_file_errmsg(const struct mfd_error *err, int code, char *out, size_t cap)
+{
+	const char *msg = err->code ? err->msg : "", *lib = mfd_strerror(code);
+	size_t ml = strlen(msg), ll = strlen(lib);
+	if (!ml) {
+		snprintf(out, cap, "%s", cli_file_strerror(code));
+		return;
+	}
+	/* The library ends its messages with ": <its name for the code>". */
+	if (ml >= ll + 2 && !strcmp(msg + ml - ll, lib) && !strncmp(msg + ml - ll - 2, ": ", 2))
+		snprintf(out, cap, "%.*s: %s", (int)(ml - ll - 2), msg, cli_file_strerror(code));
+	else
+		snprintf(out, cap, "%s", msg);
 }

@@ -373,9 +373,9 @@ int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms
 	if (rc < 0)
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 	if (rc == 0 && (rc = mfd_session_open_file(s, path, &err)) < 0)
-		snprintf(errbuf, errlen, "%s", err.msg);
+		cli_file_errmsg(&err, rc, errbuf, errlen);
 	if (rc == 0 && (rc = mfd_session_run(s, &err)) < 0)
-		snprintf(errbuf, errlen, "%s", err.msg);
+		cli_file_errmsg(&err, rc, errbuf, errlen);
 	struct mfd_stats st;
 	mfd_session_get_stats(s, &st);
 	*ready_ms = (double)st.ready_ms;

@@ -101,7 +101,7 @@ void vm_opts_init(struct vm_opts *o)
 	o->serial_fd = -1;
 }
 
-static int check_opts(const struct vm_opts *o, char *errbuf, size_t errlen)
+int vm_opts_check(const struct vm_opts *o, char *errbuf, size_t errlen)
 {
 	if (o->accel != VM_ACCEL_AUTO && o->accel != VM_ACCEL_KVM && o->accel != VM_ACCEL_SOFT)
 		return vm__err(errbuf, errlen, -EINVAL, "unknown accelerator %d", (int)o->accel);
@@ -158,7 +158,7 @@ int vm_create(struct vm **out, const struct vm_opts *o, char *errbuf, size_t err
 	*out = NULL;
 	if (errbuf && errlen)
 		errbuf[0] = '\0';
-	rc = check_opts(o, errbuf, errlen);
+	rc = vm_opts_check(o, errbuf, errlen);
 	if (rc < 0)
 		return rc;
 
