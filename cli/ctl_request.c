@@ -58,13 +58,16 @@ static int refuse(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* Is key one of the space-separated words of list? */
+/* Is key one of the space-separated words of list?  (An empty key is none of them.) */
 static bool listed(const char *list, const char *key)
 {
 	size_t n = strlen(key);
-	for (const char *p = list; (p = strstr(p, key)); p += n)
-		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+	for (const char *p = list; *p; p += strspn(p, " ")) {
+		size_t w = strcspn(p, " ");
+		if (w == n && n && !memcmp(p, key, n))
 			return true;
+		p += w;
+	}
 	return false;
 }
 
@@ -180,11 +183,13 @@ int ctl_request_parse(const char *line, size_t len, unsigned nfds, struct ctl_ms
 
 	for (unsigned i = 0; i < m->n; i++) {
 		const struct ctl_value *v = &m->v[i];
-		size_t f;
+		size_t f, nfields = sizeof(fields) / sizeof(fields[0]);
 		if (strcmp(v->key, "cmd") && !listed(commands[c].fields, v->key))
-			return refuse(err, errlen, "%s takes no \"%s\"", cmd, v->key);
-		for (f = 0; strcmp(fields[f].key, v->key); f++)
+			return refuse(err, errlen, "%s takes no \"%.40s\"", cmd, v->key);
+		for (f = 0; f < nfields && strcmp(fields[f].key, v->key); f++)
 			;
+		if (f == nfields)	/* a command lists a field the table lacks: a bug */
+			return refuse(err, errlen, "field \"%s\" unknown", v->key);
 		if (v->type != fields[f].type)
 			return refuse(err, errlen, "\"%s\" must be %s", v->key, type_name(fields[f].type));
 		if (v->type == CTL_INT && (v->num < fields[f].min || v->num > fields[f].max))

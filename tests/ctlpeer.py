@@ -185,6 +185,8 @@ GARBAGE = [
     b'{"cmd":"migrate","uri":"fd:"}',
     b'{"cmd":"migrate","uri":"foo"}',
     b'{"cmd":"query","channels":3}',
+    b'{"cmd":"migrate","":1}',
+    b'{"cmd":"query","":1}',
 ]
 
 
