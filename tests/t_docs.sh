@@ -18,7 +18,8 @@ if not files:  # not a git checkout: every file under the root
              if "/build" not in d and "/.git" not in d for f in fs]
 docs = [f for f in files if f.endswith(".md") or f.startswith("bench/") or f == "Makefile"]
 bad = 0
-name = re.compile(r"(?<![\w/.-])((?:\.\./|\./)?[\w.-]+(?:/[\w.-]+)*\.md)\b|\]\(([^)#\s]+)")
+name = re.compile(r"(?<![\w/.-])((?:\.\./|\./)?[\w.-]+(?:/[\w.-]+)*\.md)\b"
+                  r"|\]\(([^)#\s]+)(?:#[^)\s]*)?\)")  # a NAME.md anywhere; a markdown link
 for f in docs:
     text = open(os.path.join(root, f), encoding="utf-8", errors="replace").read()
     here = os.path.dirname(os.path.join(root, f))
