@@ -99,6 +99,10 @@ $(BUILD)/fuzz/%: fuzz/%.c fuzz/replay.c $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$@)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< fuzz/replay.c $(STATIC_LIB) $(LDLIBS)
 
+# fuzz_ctl includes the CLI's parser sources (two sources in one -MMD command leave only the
+# second one's dependencies in the .d file, so these are listed here).
+$(BUILD)/fuzz/fuzz_ctl: cli/ctl_json.c cli/ctl_json.h cli/ctl_request.c cli/ctl_request.h
+
 # libFuzzer builds (clang): make fuzz-libfuzzer; binaries in build-libfuzzer/.  The library is
 # instrumented for coverage too (fuzzer-no-link), so the fuzzer sees inside the decoders.
 CLANG_FUZZ_FLAGS := -Wno-unknown-warning-option -fsanitize=fuzzer-no-link

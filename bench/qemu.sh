@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/qemu.sh — reference benchmark: multifd against the distribution's QEMU (7.2 on Debian 12),
-# both measured in ONE run on this machine, for the figure in ../shared/DESIGN.md §8:
+# both measured in ONE run on this machine, for the first target in bench/README.md:
 #   "2 GiB random RAM, loopback, 4 channels: at least 1.6x the throughput of the newest QEMU
 #    (2x QEMU 7.2) with the same channel count".
 #
@@ -271,7 +271,7 @@ def table(path, channels, mem_mib):
         if ours in m and theirs in m:
             print('%-36s %.2fx on QEMU total-time, %.2fx on QEMU total-time minus setup' % (
                 name, m[theirs] / m[ours], m[theirs + '/xfer'] / m[ours]))
-    print('(DESIGN.md §8 target for %d channels: >= 2x QEMU 7.2, >= 1.6x the newest QEMU)' % channels)
+    print('(target for %d channels, bench/README.md: >= 2x QEMU 7.2, >= 1.6x the newest QEMU)' % channels)
 
 if __name__ == '__main__':
     a = sys.argv

@@ -49,7 +49,8 @@ void cmd_demo_usage(FILE *out)
 		"  --downtime-ms N   downtime limit (default 300)\n"
 		"  --json            print one JSON object instead of the summary\n"
 		"\n"
-		"Exit status: 0 when the migration completed, verified, and the guest resumed.\n");
+		"Exit status: 0 when the migration completed, verified, and the guest resumed,\n"
+		"1 otherwise, 2 for a usage error.\n");
 }
 
 static pid_t spawn(struct demo *d, char *const args[], const char *log)
@@ -75,7 +76,7 @@ static int ask(const char *sock, const char *req, char *buf, size_t cap)
 	for (int i = 0; i < 200; i++) {
 		int fd = ctl_connect(sock);
 		if (fd >= 0) {
-			int rc = ctl_request(fd, req, buf, cap);
+			int rc = ctl_call(fd, req, NULL, 0, buf, cap);
 			close(fd);
 			return rc;
 		}
@@ -145,33 +146,35 @@ int cmd_demo(int argc, char **argv)
 		{ 0 }
 	};
 	int opt;
+	const char *why = NULL;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while (!why && (opt = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'a':
 			if (strcmp(optarg, "kvm") && strcmp(optarg, "soft") && strcmp(optarg, "auto"))
-				goto bad;
+				why = "--accel is kvm, soft or auto";
 			d.accel = optarg;
 			break;
 		case 'm':
-			if (cli_parse_size(optarg, &d.mem) || d.mem < (8ull << 20))
-				goto bad;
+			if (cli_parse_size(optarg, &d.mem) || d.mem < (8ull << 20) ||
+			    d.mem > (64ull << 30) || d.mem % 4096)
+				why = "--mem is a multiple of 4 KiB from 8M to 64G";
 			break;
 		case 'd':
-			if (cli_parse_size(optarg, &d.dirty) || d.dirty < 4096)
-				goto bad;
+			if (cli_parse_size(optarg, &d.dirty) || d.dirty < 4096 || d.dirty % 4096)
+				why = "--dirty is a multiple of 4 KiB, at least 4K";
 			break;
 		case 'c':
 			if (cli_parse_uint(optarg, 1, MFD_MAX_CHANNELS, &d.channels))
-				goto bad;
+				why = "--channels is 1..64";
 			break;
 		case 'v':
 			if (cli_parse_uint(optarg, 1, 64, &d.vcpus))
-				goto bad;
+				why = "--vcpus is 1..64";
 			break;
 		case 'D':
 			if (cli_parse_uint(optarg, 1, 3600000, &d.downtime_ms))
-				goto bad;
+				why = "--downtime-ms is 1..3600000";
 			break;
 		case 'j':
 			d.json = true;
@@ -180,11 +183,21 @@ int cmd_demo(int argc, char **argv)
 			cmd_demo_usage(stdout);
 			return 0;
 		default:
-			goto bad;
+			goto bad;	/* getopt said what */
 		}
 	}
-	if (optind != argc || d.dirty > d.mem - (2ull << 20))
+	if (why) {
+		fprintf(stderr, "multifd demo: bad value '%s': %s\n", optarg, why);
 		goto bad;
+	}
+	if (optind != argc) {
+		fprintf(stderr, "multifd demo: unexpected argument '%s'\n", argv[optind]);
+		goto bad;
+	}
+	if (d.dirty > d.mem - (2ull << 20)) {
+		fprintf(stderr, "multifd demo: --dirty must be at most --mem minus 2 MiB\n");
+		goto bad;
+	}
 
 	snprintf(d.dir, sizeof(d.dir), "/tmp/multifd-demo-XXXXXX");
 	if (!mkdtemp(d.dir)) {
@@ -387,6 +400,7 @@ out:;
 	}
 	return status;
 bad:
-	cmd_demo_usage(stderr);
+	fprintf(stderr, "usage: multifd demo [--accel kvm|soft|auto] [--mem SIZE] [--dirty SIZE] "
+		"[--channels N] [--vcpus N] [--downtime-ms N] [--json]  (multifd help demo)\n");
 	return 2;
 }

@@ -4,9 +4,11 @@
  * printed), 2 usage. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cli.h"
+#include "ctl_json.h"
 
 void cmd_inspect_usage(FILE *out)
 {
@@ -19,32 +21,35 @@ void cmd_inspect_usage(FILE *out)
 		"\n"
 		"  --json   print one JSON object on stdout\n"
 		"\n"
-		"Exit status: 0 when the file is valid, 1 when it is not.\n");
+		"Exit status: 0 when the file is valid, 1 when it is not (or cannot be read),\n"
+		"2 for a usage error.\n");
 }
 
-/* Names come from the file: print only safe bytes. */
+/* Names come from the file (and the path from the user): valid UTF-8 is printed as it is,
+ * control characters, backslashes and bytes of invalid sequences as \xNN. */
 static void put_text(FILE *o, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p >= 0x20 && *p < 0x7f && *p != '\\')
-			fputc(*p, o);
+	while (*s) {
+		size_t n = ctl_utf8_len(s);
+		if (n == 0 || (unsigned char)*s < 0x20 || *s == 0x7f || *s == '\\')
+			fprintf(o, "\\x%02x", (unsigned char)*s++);
 		else
-			fprintf(o, "\\x%02x", *p);
+			s += fwrite(s, 1, n, o);
 	}
 }
 
+/* A JSON string: UTF-8 kept, see ctl_out_json_str. */
 static void put_json_str(FILE *o, const char *s)
 {
-	fputc('"', o);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(o, "\\%c", *p);
-		else if (*p >= 0x20 && *p < 0x7f)
-			fputc(*p, o);
-		else	/* control and non-ASCII bytes: escaped, so the output is valid JSON */
-			fprintf(o, "\\u%04x", *p);
+	size_t cap = strlen(s) * 6 + 3;
+	struct ctl_out out = { malloc(cap), cap, 0, false };
+	if (!out.buf) {
+		fputs("\"\"", o);
+		return;
 	}
-	fputc('"', o);
+	ctl_out_json_str(&out, s);
+	fputs(out.buf, o);
+	free(out.buf);
 }
 
 static const char *ok_text(bool ok)
@@ -59,7 +64,11 @@ static void print_text(const char *path, const struct mfd_snapshot_info *in, int
 	put_text(stdout, path);
 	printf("\nstatus       %s", rc ? "INVALID: " : "valid");
 	if (rc)
-		put_text(stdout, err->msg[0] ? err->msg : mfd_strerror(rc));
+		{
+		char msg[MFD_ERROR_MSG_MAX + 32];
+		cli_file_errmsg(err, rc, msg, sizeof(msg));
+		put_text(stdout, msg);
+	}
 	printf("\n");
 	if (!in->header_ok)
 		return;
@@ -99,7 +108,7 @@ static void print_text(const char *path, const struct mfd_snapshot_info *in, int
 			printf("%*s %14" PRIu64 " %6" PRIu32 " %12" PRIu64 " %6.1f%% %14" PRIu64 "  %s\n",
 			       pad > 0 ? pad : 0, "", b->length, b->page_size, b->pages_present,
 			       pages ? 100.0 * (double)b->pages_present / (double)pages : 0.0,
-			       b->pages_offset, b->status ? mfd_strerror(b->status) : "ok");
+			       b->pages_offset, b->status ? cli_file_strerror(b->status) : "ok");
 		}
 	}
 	if (in->ndevices) {
@@ -114,7 +123,7 @@ static void print_text(const char *path, const struct mfd_snapshot_info *in, int
 			int pad = 24 - (int)strlen(d->name) - (int)strlen(inst);
 			printf("%s%*s %8" PRIu32 " %12" PRIu64 " %14" PRIu64 "  %s\n", inst,
 			       pad > 0 ? pad : 0, "", d->version, d->length, d->offset,
-			       d->status ? mfd_strerror(d->status) : "ok");
+			       d->status ? cli_file_strerror(d->status) : "ok");
 		}
 	}
 }
@@ -123,7 +132,7 @@ static void json_status(int status)
 {
 	if (status) {
 		printf("{\"code\":%d,\"name\":", status);
-		put_json_str(stdout, mfd_strerror(status));
+		put_json_str(stdout, cli_file_strerror(status));
 		printf("}");
 	} else {
 		printf("\"ok\"");
@@ -138,9 +147,11 @@ static void print_json(const char *path, const struct mfd_snapshot_info *in, int
 	printf(",\"valid\":%s,\"error\":", rc ? "false" : "true");
 	if (rc) {
 		printf("{\"code\":%d,\"name\":", rc);
-		put_json_str(stdout, mfd_strerror(rc));
+		char msg[MFD_ERROR_MSG_MAX + 32];
+		cli_file_errmsg(err, rc, msg, sizeof(msg));
+		put_json_str(stdout, cli_file_strerror(rc));
 		printf(",\"message\":");
-		put_json_str(stdout, err->msg);
+		put_json_str(stdout, msg);
 		printf("}");
 	} else {
 		printf("null");

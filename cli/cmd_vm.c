@@ -9,7 +9,8 @@
  *
  * Exit status: 0 success, 1 failure, 2 usage error, 77 when --accel kvm was requested and KVM
  * is unavailable (so test scripts can skip).  `run` of a guest that writes to the shutdown port
- * exits with the low 8 bits of the value written. */
+ * exits with the low 8 bits of the value written.  A destination stopped (signal or `quit`)
+ * before a migration arrived exits 0, one stopped while a migration arrives 1. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -75,8 +76,8 @@ void cmd_vm_usage(FILE *out)
 		"                      until the guest shuts down, or Ctrl-C)\n"
 		"  --throttle PCT      let each vCPU run only (100 - PCT)%% of the time\n"
 		"  --control SOCKET    serve the control protocol (JSON lines, docs/control.md) on a\n"
-		"                      unix socket: migrate, query, cancel, stop, cont, quit; use\n"
-		"                      `multifd ctl SOCKET ...`; the VM runs until `quit`\n"
+		"                      unix socket: query, migrate, save, cancel, stop, cont, quit;\n"
+		"                      use `multifd ctl SOCKET ...`; the VM runs until `quit`\n"
 		"  --incoming URI      do not boot: wait for a live migration on URI (tcp:HOST:PORT,\n"
 		"                      port 0 for any; unix:PATH), then run the migrated guest\n"
 		"  --restore PATH      start from a snapshot (`multifd ctl SOCKET save`); the VM's\n"
@@ -93,7 +94,12 @@ void cmd_vm_usage(FILE *out)
 		"process, runs that one for --duration seconds (default 0.5) and checks that the\n"
 		"dirty pattern and counters carried on (dirty workload, default dirty:16M).\n"
 		"\n"
-		"Exit status: 0 ok, 1 failure, 2 usage, 77 --accel kvm without usable KVM.\n",
+		"A destination (--incoming) told to stop by SIGINT, SIGTERM or `ctl quit` before a\n"
+		"migration arrived says so and exits 0; one stopped while a migration arrives\n"
+		"cancels it and exits 1 (the source keeps its guest).\n"
+		"\n"
+		"Exit status: 0 ok, 1 failure, 2 usage, 77 --accel kvm without usable KVM; a guest\n"
+		"that writes to the shutdown port sets the status itself.\n",
 		VM_MAX_VCPUS, FUZZ_ROUNDS);
 }
 
@@ -241,6 +247,14 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		fprintf(stderr, "multifd vm: unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
+	if (c->incoming_uri && c->restore_path) {
+		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
+		return -1;
+	}
+	if (c->lazy && !c->restore_path) {
+		fprintf(stderr, "multifd vm: --lazy goes with --restore\n");
+		return -1;
+	}
 	if (c->boot_path) {
 		if (c->workload_arg) {
 			fprintf(stderr, "multifd vm: --boot-sector and --workload exclude each other\n");
@@ -248,6 +262,11 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		}
 		if (read_boot_sector(c) < 0)
 			return -1;
+	}
+	char err[256];
+	if (vm_opts_check(&c->opts, err, sizeof(err)) < 0) {
+		fprintf(stderr, "multifd vm: %s\n", err);
+		return -1;
 	}
 	return 0;
 bad:
@@ -385,10 +404,6 @@ static int vm_run(struct vm_cli *c)
 	struct vm *vm = create_vm(c, &status, false);
 	if (!vm)
 		goto out_close;
-	if (c->incoming_uri && c->restore_path) {
-		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
-		goto out_destroy;
-	}
 	if (c->control_path || c->incoming_uri || c->restore_path) {
 		ctl = vmctl_new(vm);
 		if (!ctl) {
@@ -413,7 +428,27 @@ static int vm_run(struct vm_cli *c)
 			goto out_destroy;
 		}
 		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
-		if (vmctl_incoming_wait(ctl, err, sizeof(err)) < 0) {
+		int wrc;
+		while ((wrc = vmctl_incoming_wait(ctl, 100, err, sizeof(err))) == -ETIMEDOUT &&
+		       !interrupted)
+			;
+		if (wrc == -ETIMEDOUT || wrc == -EINTR) {
+			/* Told to stop (a signal, or `quit`) before the guest arrived: fine, unless a
+			 * migration was arriving, which fails (vmctl_free cancels it; the source
+			 * keeps its guest). */
+			const char *why = wrc == -EINTR ? "quit requested"
+					  : interrupted == SIGINT ? "SIGINT" : "SIGTERM";
+			if (vmctl_incoming_arriving(ctl)) {
+				fprintf(stderr, "multifd vm: %s during an incoming migration: "
+					"migration canceled\n", why);
+			} else {
+				fprintf(stderr, "tinyvm: %s while waiting for a migration: none arrived; "
+					"exiting\n", why);
+				status = 0;
+			}
+			goto out_destroy;
+		}
+		if (wrc < 0) {
 			fprintf(stderr, "multifd vm: incoming migration failed: %s\n", err);
 			goto out_destroy;
 		}

@@ -1,4 +1,5 @@
 /* cli/ctl_json — see ctl_json.h. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include "ctl_json.h"
@@ -205,4 +206,69 @@ bool ctl_bool(const struct ctl_msg *m, const char *key, bool *out)
 	if (v)
 		*out = v->num != 0;
 	return v != NULL;
+}
+
+void ctl_out_printf(struct ctl_out *o, const char *fmt, ...)
+{
+	if (!o->cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= o->cap - o->len) {
+		o->truncated = true;
+		o->len = o->cap - 1;
+	} else {
+		o->len += (size_t)n;
+	}
+}
+
+size_t ctl_utf8_len(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t min, cp;
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0)
+		n = 2, min = 0x80, cp = c & 0x1f;
+	else if ((c & 0xf0) == 0xe0)
+		n = 3, min = 0x800, cp = c & 0x0f;
+	else if ((c & 0xf8) == 0xf0)
+		n = 4, min = 0x10000, cp = c & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)	/* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+void ctl_out_json_str(struct ctl_out *o, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	ctl_out_printf(o, "\"");
+	while (*p) {
+		size_t n = ctl_utf8_len((const char *)p);
+		if (n == 0) {
+			ctl_out_printf(o, "\\ufffd");
+			p++;
+		} else if (*p == '"' || *p == '\\') {
+			ctl_out_printf(o, "\\%c", *p++);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			ctl_out_printf(o, "\\u%04x", *p++);
+		} else {
+			ctl_out_printf(o, "%.*s", (int)n, (const char *)p);
+			p += n;
+		}
+	}
+	ctl_out_printf(o, "\"");
 }

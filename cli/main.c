@@ -1,4 +1,9 @@
-/* cli/main — `multifd <command> [options]`: dispatch through the command table. */
+/* cli/main — `multifd <command> [options]`: dispatch through the command table.
+ *
+ * One rule for exit statuses, every command: 0 ok, 1 failure, 2 usage error (the command line
+ * itself is wrong; a message says what).  `vm` adds 77 (KVM asked for and unavailable, for
+ * test scripts) and passes on the guest's own shutdown status. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli.h"
@@ -32,6 +37,11 @@ static const struct cli_cmd *find(const char *name)
 
 int main(int argc, char **argv)
 {
+	/* No peer may kill us by closing its end: a control client that leaves before reading its
+	 * reply, a migration peer, a closed stdout.  Writes to them fail with EPIPE instead, and
+	 * every writer handles that.  (Our sockets also send with MSG_NOSIGNAL, so the guarantee
+	 * does not rest on this alone.) */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -46,11 +56,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(name, "help")) {
-		const struct cli_cmd *c = argc > 2 ? find(argv[2]) : NULL;
-		if (c)
-			c->usage(stdout);
-		else
+		if (argc > 3) {
+			fprintf(stderr, "multifd help: one command at a time\n");
+			return 2;
+		}
+		if (argc == 2) {
 			usage(stdout);
+			return 0;
+		}
+		const struct cli_cmd *c = find(argv[2]);
+		if (!c) {
+			fprintf(stderr, "multifd help: no command '%s'\n", argv[2]);
+			usage(stderr);
+			return 2;
+		}
+		c->usage(stdout);
 		return 0;
 	}
 	const struct cli_cmd *c = find(name);

@@ -1,6 +1,7 @@
 /* cli/util — helpers shared by the subcommands: sizes, memory, fills, digests. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -75,31 +76,37 @@ struct span {
 	pthread_t t;
 };
 
+void cli_fill_words(uint64_t *w, size_t nwords, uint64_t pg, const char *fill, uint64_t seed)
+{
+	if (!strcmp(fill, "zero")) {
+		memset(w, 0, nwords * sizeof(*w));
+	} else if (!strcmp(fill, "pattern")) {
+		/* Every fourth page zero; the others hold their index and word number. */
+		for (size_t i = 0; i < nwords; i++)
+			w[i] = pg % 4 == 3 ? 0 : (pg << 20) | i | 0x5a00000000000000ull;
+	} else {
+		/* A generator per page (xorshift64* seeded by splitmix64 of the page number), so
+		 * any page's contents can be computed again on its own. */
+		uint64_t x = seed + (pg + 1) * 0x9E3779B97F4A7C15ull;
+		x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+		x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+		x ^= x >> 31;
+		x |= 1;
+		for (size_t i = 0; i < nwords; i++) {
+			x ^= x >> 12;
+			x ^= x << 25;
+			x ^= x >> 27;
+			w[i] = x * 0x2545F4914F6CDD1Dull;
+		}
+	}
+}
+
 static void *fill_span(void *arg)
 {
 	struct span *sp = arg;
-	uint64_t ps = sp->page_size, words = ps / 8;
-	uint64_t x = sp->seed ^ (sp->first * 0x9E3779B97F4A7C15ull) ^ 0xD1B54A32D192ED03ull;
-	for (uint64_t pg = sp->first; pg < sp->first + sp->count; pg++) {
-		uint64_t *w = (uint64_t *)(sp->base + pg * ps);
-		if (!strcmp(sp->fill, "zero")) {
-			memset(w, 0, ps);
-		} else if (!strcmp(sp->fill, "pattern")) {
-			/* Every fourth page zero; the others hold their index and word number. */
-			if (pg % 4 == 3)
-				memset(w, 0, ps);
-			else
-				for (uint64_t i = 0; i < words; i++)
-					w[i] = (pg << 20) | i | 0x5a00000000000000ull;
-		} else {
-			for (uint64_t i = 0; i < words; i++) {	/* xorshift64* */
-				x ^= x >> 12;
-				x ^= x << 25;
-				x ^= x >> 27;
-				w[i] = x * 0x2545F4914F6CDD1Dull;
-			}
-		}
-	}
+	uint64_t ps = sp->page_size;
+	for (uint64_t pg = sp->first; pg < sp->first + sp->count; pg++)
+		cli_fill_words((uint64_t *)(sp->base + pg * ps), ps / 8, pg, sp->fill, sp->seed);
 	return NULL;
 }
 
@@ -154,4 +161,25 @@ uint64_t cli_digest(const void *p, uint64_t len, uint32_t page_size, unsigned nt
 	uint64_t d = 0;
 	run_spans((void *)p, len, page_size, nthreads, "", 0, digest_span, &d);
 	return d;
+}
+
+const char *cli_file_strerror(int code)
+{
+	/* The library shares MFD_ETRUNC between streams and files and names it for the stream. */
+	return code == MFD_ETRUNC ? "file truncated" : mfd_strerror(code);
+}
+
+void cli_file_errmsg(const struct mfd_error *err, int code, char *out, size_t cap)
+{
+	const char *msg = err->code ? err->msg : "", *lib = mfd_strerror(code);
+	size_t ml = strlen(msg), ll = strlen(lib);
+	if (!ml) {
+		snprintf(out, cap, "%s", cli_file_strerror(code));
+		return;
+	}
+	/* The library ends its messages with ": <its name for the code>". */
+	if (ml >= ll + 2 && !strcmp(msg + ml - ll, lib) && !strncmp(msg + ml - ll - 2, ": ", 2))
+		snprintf(out, cap, "%.*s: %s", (int)(ml - ll - 2), msg, cli_file_strerror(code));
+	else
+		snprintf(out, cap, "%s", msg);
 }

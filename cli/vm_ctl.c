@@ -1,18 +1,23 @@
-/* cli/vm_ctl — see vm_ctl.h. */
+/* cli/vm_ctl — see vm_ctl.h.
+ *
+ * Threads and what they touch:
+ *   - the `vm run` main thread: vmctl_new/listen/incoming/restore/incoming_wait/free;
+ *   - the control server's thread (ctl_server.c): handle(), one request at a time;
+ *   - one operation thread at a time (outgoing_thread for a migration or a save,
+ *     incoming_thread for an arriving migration), which also runs the library's callbacks.
+ * Everything in struct vmctl that more than one of them touches is protected by its lock; the
+ * VM itself has its own (vm.h). */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include "cli.h"
-#include "ctl_json.h"
+#include "ctl_request.h"
+#include "ctl_server.h"
 #include "vm_ctl.h"
 #include "../vmm/vm.h"
 
@@ -21,28 +26,39 @@
 
 enum role { ROLE_NONE, ROLE_SOURCE, ROLE_DEST };
 
+/* What a migrate or save request asked for: written by the server thread before it starts the
+ * operation thread, which takes it (descriptors included) at its start; both under the lock. */
+struct op_params {
+	bool saving, live, direct_io;
+	char target[CTL_MAX_STR + 1];	/* URI or path; "" with descriptors */
+	int64_t channels, downtime_ms, max_bandwidth;
+	int fds[CTL_MAX_FDS];		/* passed by the client; owned here until taken */
+	unsigned nfds;
+};
+
 struct vmctl {
 	struct vm *vm;			/* set at creation, read-only */
-	pthread_mutex_t lock;		/* protects everything below except where noted */
-	pthread_cond_t cond;
+	struct ctl_server *srv;		/* the main thread's: set by vmctl_listen */
+	pthread_mutex_t lock;		/* protects everything below; taken before the VM's own
+					 * lock when both are held (query, stop, cont and
+					 * resume_guest call the VM under it) */
+	pthread_cond_t cond;		/* mig_running or quit changed */
 
-	/* Control server. */
-	int lfd;			/* set before the server thread starts */
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int wake[2];			/* pipe: written to stop the server */
-	pthread_t ctl_thread;
-	bool ctl_started;
-	bool quit;
+	bool quit;			/* a `quit` request arrived */
+	bool user_paused;		/* the operator's `stop` holds (until `cont`): operations
+					 * leave the guest paused */
 
-	/* The migration (one at a time). */
+	/* The operation (one at a time). */
 	enum role role;
-	struct mfd_session *mig;	/* while a migration thread runs */
+	struct op_params op;
+	bool saving;			/* the running or last operation is a save */
+	struct mfd_session *mig;	/* while an operation thread runs */
 	pthread_t mig_thread;
 	bool mig_running, mig_joinable;
 	int mig_rc;
 	char mig_err[MFD_ERROR_MSG_MAX];
 	bool have_stats;
-	struct mfd_stats stats;		/* final stats of the last migration */
+	struct mfd_stats stats;		/* final stats of the last operation */
 	struct mfd_session *pending;	/* incoming session created by vmctl_incoming */
 	char incoming_uri[256];
 	bool migrated_away;		/* source: completed, guest runs elsewhere */
@@ -57,12 +73,6 @@ struct vmctl {
 	unsigned nswitch;
 	uint64_t switch_sweeps[VM_MAX_VCPUS];
 	double verify_ms;
-
-	/* Migration request parameters (copied by the thread at start). */
-	char uri[CTL_MAX_STR + 1];
-	int64_t channels, downtime_ms, max_bandwidth;
-	/* Save requests: the same thread slot, a file instead of a peer. */
-	bool saving, live, direct_io;
 };
 
 /* ---- library callbacks -------------------------------------------------------------------- */
@@ -80,10 +90,19 @@ static int cb_stop(void *opaque)
 	return rc;
 }
 
+/* Let the guest run again after an operation paused it, unless the operator paused it: an
+ * operation leaves the guest in the run state it found it in. */
+static void resume_guest(struct vmctl *c)
+{
+	pthread_mutex_lock(&c->lock);	/* held across: a `stop` cannot slip in between */
+	if (!c->user_paused)
+		vm_resume(c->vm);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void cb_resume(void *opaque)
 {
-	struct vmctl *c = opaque;
-	vm_resume(c->vm);
+	resume_guest(opaque);
 }
 
 static void cb_throttle(void *opaque, unsigned pct)
@@ -173,12 +192,15 @@ static void record_switchover(struct vmctl *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The operation thread's last act: publish its outcome.  Until then query shows no final
+ * status (see do_query), so whatever a final status reports exists by the time it is seen. */
 static void finish_migration(struct vmctl *c, struct mfd_session *s, int rc,
 			     const struct mfd_error *err)
 {
 	pthread_mutex_lock(&c->lock);
-	mfd_session_get_stats(s, &c->stats);
-	c->have_stats = true;
+	if (s)
+		mfd_session_get_stats(s, &c->stats);
+	c->have_stats = s != NULL;
 	c->mig_rc = rc;
 	if (rc && !c->mig_err[0])
 		snprintf(c->mig_err, sizeof(c->mig_err), "%s", err->code ? err->msg : mfd_strerror(rc));
@@ -189,69 +211,87 @@ static void finish_migration(struct vmctl *c, struct mfd_session *s, int rc,
 	mfd_session_free(s);
 }
 
+/* Connect (migrate) or open the file (save): to the target, or on the passed descriptors,
+ * which the session owns from the call on (the ones never handed over are closed here). */
+static int open_target(struct mfd_session *s, struct op_params *op, struct mfd_error *err)
+{
+	if (op->saving && op->nfds)
+		return mfd_session_open_fds(s, op->fds[0], op->nfds > 1 ? op->fds[1] : -1, err);
+	if (op->saving)
+		return mfd_session_open_file(s, op->target, err);
+	if (!op->nfds)
+		return mfd_session_connect(s, op->target, err);
+	char uri[16 + CTL_MAX_FDS * 12];
+	int n = snprintf(uri, sizeof(uri), "fd:");
+	for (unsigned i = 0; i < op->nfds; i++)
+		n += snprintf(uri + n, sizeof(uri) - (size_t)n, "%s%d", i ? "," : "", op->fds[i]);
+	return mfd_session_connect(s, uri, err);
+}
+
 static void *outgoing_thread(void *arg)
 {
 	struct vmctl *c = arg;
+	struct op_params op;
 	pthread_mutex_lock(&c->lock);
-	bool saving = c->saving, live = c->live, direct = c->direct_io;
+	op = c->op;
+	c->op.nfds = 0;		/* the descriptors are this thread's now */
 	pthread_mutex_unlock(&c->lock);
-	struct mfd_session *s = mfd_session_new(saving ? MFD_SAVE : MFD_OUTGOING);
-	bool paused_here = false;
+
+	struct mfd_session *s = mfd_session_new(op.saving ? MFD_SAVE : MFD_OUTGOING);
+	bool paused_here = false, handed_over = false;
 	struct mfd_error err;
 	mfd_error_clear(&err);
 	int rc = s ? 0 : -ENOMEM;
 	pthread_mutex_lock(&c->lock);
-	char uri[sizeof(c->uri)];
-	memcpy(uri, c->uri, sizeof(uri));
-	int64_t ch = c->channels, dt = c->downtime_ms, bw = c->max_bandwidth;
 	c->mig = s;
 	pthread_mutex_unlock(&c->lock);
-	if (rc == 0 && ch)
-		rc = mfd_session_set(s, MFD_OPT_CHANNELS, ch);
-	if (rc == 0 && dt)
-		rc = mfd_session_set(s, MFD_OPT_DOWNTIME_MS, dt);
-	if (rc == 0 && bw)
-		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, bw);
-	if (rc == 0 && saving && direct)
-		rc = mfd_session_set(s, MFD_OPT_DIRECT_IO, 1);
+	if (rc == 0 && op.channels)
+		rc = mfd_session_set(s, MFD_OPT_CHANNELS, op.channels);
+	if (rc == 0 && op.downtime_ms)
+		rc = mfd_session_set(s, MFD_OPT_DOWNTIME_MS, op.downtime_ms);
+	if (rc == 0 && op.max_bandwidth)
+		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, op.max_bandwidth);
+	if (rc == 0 && op.saving && op.direct_io && !op.nfds)
+		rc = mfd_session_set(s, MFD_OPT_DIRECT_IO, 1);	/* with descriptors: direct_fd */
 	if (rc == 0)
-		rc = add_vm(c, s, false, saving && !live);
+		rc = add_vm(c, s, false, op.saving && !op.live);
 	if (rc == 0) {
 		struct mfd_callbacks cb = { .stop = cb_stop, .resume = cb_resume,
 					    .throttle = cb_throttle, .opaque = c };
 		mfd_session_set_callbacks(s, &cb);
-		if (saving && !live) {	/* a stopped save: pause first, the memory must not move */
+		if (op.saving && !op.live) {	/* a stopped save: pause first, memory must not move */
 			rc = cb_stop(c);
 			paused_here = rc == 0;
 		}
-		if (rc == 0)
-			rc = saving ? mfd_session_open_file(s, uri, &err)
-				    : mfd_session_connect(s, uri, &err);
+		if (rc == 0) {
+			handed_over = true;
+			rc = open_target(s, &op, &err);
+		}
 	}
+	if (!handed_over)
+		for (unsigned i = 0; i < op.nfds; i++)
+			close(op.fds[i]);
 	if (rc == 0)
 		rc = mfd_session_run(s, &err);
-	if (rc == 0 && !saving) {
+	if (rc == 0 && !op.saving) {
 		/* The guest now runs on the destination; this one stays paused for good. */
 		record_switchover(c);
 		pthread_mutex_lock(&c->lock);
 		c->migrated_away = true;
 		pthread_mutex_unlock(&c->lock);
 	}
-	if (saving && (rc == 0 || paused_here)) {
+	if (op.saving && (rc == 0 || paused_here)) {
 		/* A snapshot is a checkpoint: the guest goes on here (a live save leaves it stopped
-		 * after the last pass; a failed live save has already resumed it). */
+		 * after the last pass; a failed live save has already resumed it), unless the
+		 * operator had paused it. */
 		if (rc == 0)
 			record_switchover(c);
-		vm_resume(c->vm);
+		resume_guest(c);
 	}
 	if (!s) {
 		pthread_mutex_lock(&c->lock);
-		c->mig_rc = rc;
 		snprintf(c->mig_err, sizeof(c->mig_err), "out of memory");
-		c->mig_running = false;
-		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
-		return NULL;
 	}
 	finish_migration(c, s, rc, &err);
 	return NULL;
@@ -334,9 +374,9 @@ int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms
 	if (rc < 0)
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 	if (rc == 0 && (rc = mfd_session_open_file(s, path, &err)) < 0)
-		snprintf(errbuf, errlen, "%s", err.msg);
+		cli_file_errmsg(&err, rc, errbuf, errlen);
 	if (rc == 0 && (rc = mfd_session_run(s, &err)) < 0)
-		snprintf(errbuf, errlen, "%s", err.msg);
+		cli_file_errmsg(&err, rc, errbuf, errlen);
 	struct mfd_stats st;
 	mfd_session_get_stats(s, &st);
 	*ready_ms = (double)st.ready_ms;
@@ -353,17 +393,41 @@ int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms
 	return rc;
 }
 
-int vmctl_incoming_wait(struct vmctl *c, char *errbuf, size_t errlen)
+int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *errbuf, size_t errlen)
 {
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(timeout_ms / 1000);
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	int rc = 0;
 	pthread_mutex_lock(&c->lock);
-	while (c->mig_running && !c->quit)
-		pthread_cond_wait(&c->cond, &c->lock);
-	int rc = c->mig_running ? -EINTR : c->mig_rc;
-	if (rc == 0 && c->mig_err[0])
-		rc = -EIO;	/* migrated, but the VM would not start */
-	snprintf(errbuf, errlen, "%s", c->mig_err);
+	while (c->mig_running && !c->quit && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+	if (c->mig_running) {
+		rc = c->quit ? -EINTR : -ETIMEDOUT;
+		snprintf(errbuf, errlen, "%s", c->quit ? "quit requested" : "still waiting");
+	} else {
+		rc = c->mig_rc;
+		if (rc == 0 && c->mig_err[0])
+			rc = -EIO;	/* migrated, but the VM would not start */
+		snprintf(errbuf, errlen, "%s", c->mig_err);
+	}
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+bool vmctl_incoming_arriving(struct vmctl *c)
+{
+	struct mfd_stats st = { 0 };
+	pthread_mutex_lock(&c->lock);
+	if (c->mig_running && c->mig)
+		mfd_session_get_stats(c->mig, &st);
+	pthread_mutex_unlock(&c->lock);
+	return st.status == MFD_STATUS_ACTIVE || st.status == MFD_STATUS_SWITCHOVER;
 }
 
 const char *vmctl_incoming_uri(struct vmctl *c)
@@ -373,109 +437,85 @@ const char *vmctl_incoming_uri(struct vmctl *c)
 
 /* ---- control protocol ----------------------------------------------------------------------- */
 
-struct out {
-	char *buf;
-	size_t cap, len;
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
+static void reply_error(struct ctl_out *o, const char *msg)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(o->buf + o->len, o->len < o->cap ? o->cap - o->len : 0, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		o->len = o->len + (size_t)n < o->cap ? o->len + (size_t)n : o->cap - 1;
+	ctl_out_printf(o, "{\"ok\":false,\"error\":");
+	ctl_out_json_str(o, msg);
+	ctl_out_printf(o, "}");
 }
 
-/* A JSON string value (messages may hold quotes). */
-static void put_str(struct out *o, const char *s)
+static bool final_status(int status)
 {
-	put(o, "\"");
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			put(o, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			put(o, "\\u%04x", *s);
-		else
-			put(o, "%c", *s);
-	}
-	put(o, "\"");
+	return status == MFD_STATUS_COMPLETED || status == MFD_STATUS_FAILED ||
+	       status == MFD_STATUS_CANCELLED;
 }
 
-static void reply_error(struct out *o, const char *msg)
-{
-	put(o, "{\"ok\":false,\"error\":");
-	put_str(o, msg);
-	put(o, "}");
-}
-
-static void do_query(struct vmctl *c, struct out *o)
+static void do_query(struct vmctl *c, struct ctl_out *o)
 {
 	struct vm_status vs;
+	/* The VM's state is read under our lock: an operation thread resumes or leaves the guest
+	 * before it publishes its outcome, so a final status never comes with a stale VM state. */
+	pthread_mutex_lock(&c->lock);
 	vm_get_status(c->vm, &vs);
 	unsigned n = vm_vcpu_count(c->vm);
-	put(o, "{\"ok\":true,\"accel\":\"%s\",\"vm\":\"%s\",\"vcpus\":%u,\"sweeps\":[",
-	    vm_accel_name(vm_accel(c->vm)), vm_run_state_name(vs.state), n);
+	ctl_out_printf(o, "{\"ok\":true,\"accel\":\"%s\",\"vm\":\"%s\",\"vcpus\":%u,\"sweeps\":[",
+		       vm_accel_name(vm_accel(c->vm)), vm_run_state_name(vs.state), n);
 	for (unsigned i = 0; i < n; i++)
-		put(o, "%s%" PRIu64, i ? "," : "", vm_serial_sweep(c->vm, i));
-	put(o, "]");
-	pthread_mutex_lock(&c->lock);
-	put(o, ",\"role\":\"%s\"", c->role == ROLE_SOURCE ? "source"
-				   : c->role == ROLE_DEST ? "destination" : "none");
+		ctl_out_printf(o, "%s%" PRIu64, i ? "," : "", vm_serial_sweep(c->vm, i));
+	ctl_out_printf(o, "]");
+	ctl_out_printf(o, ",\"role\":\"%s\"", c->role == ROLE_SOURCE ? "source"
+					   : c->role == ROLE_DEST ? "destination" : "none");
 	if (c->incoming_uri[0]) {
-		put(o, ",\"incoming_uri\":");
-		put_str(o, c->incoming_uri);
+		ctl_out_printf(o, ",\"incoming_uri\":");
+		ctl_out_json_str(o, c->incoming_uri);
 	}
 	if (c->role != ROLE_NONE || c->have_stats || c->mig_running) {
-		put(o, ",\"operation\":\"%s\"", c->saving ? "save" : c->role == ROLE_DEST ? "incoming"
-										      : "migrate");
+		ctl_out_printf(o, ",\"operation\":\"%s\"", c->saving ? "save"
+							   : c->role == ROLE_DEST ? "incoming"
+										  : "migrate");
 		struct mfd_stats st;
 		if (c->mig)
 			mfd_session_get_stats(c->mig, &st);
 		else
 			st = c->stats;
+		/* The session may have ended while its thread still records the switchover, resumes
+		 * the guest or keeps the error: until that thread published the outcome, a finished
+		 * session reads as still finishing. */
+		if (c->mig_running && final_status(st.status))
+			st.status = st.status == MFD_STATUS_COMPLETED ? MFD_STATUS_SWITCHOVER
+								      : MFD_STATUS_ACTIVE;
 		char js[4096];
 		mfd_stats_json(&st, js, sizeof(js));
-		put(o, ",\"migration\":%s", js);
+		ctl_out_printf(o, ",\"migration\":%s", js);
 		if (!c->mig_running && c->mig_err[0]) {
-			put(o, ",\"migration_error\":");
-			put_str(o, c->mig_err);
+			ctl_out_printf(o, ",\"migration_error\":");
+			ctl_out_json_str(o, c->mig_err);
 		}
 	}
 	if (c->have_digest) {
-		put(o, ",\"switchover\":{\"digest\":\"%016" PRIx64 "\",\"verify_ms\":%.1f", c->digest,
-		    c->verify_ms);
+		ctl_out_printf(o, ",\"switchover\":{\"digest\":\"%016" PRIx64 "\",\"verify_ms\":%.1f",
+			       c->digest, c->verify_ms);
 		if (c->pattern_checked) {
-			put(o, ",\"pattern_ok\":%s", c->pattern_ok ? "true" : "false");
+			ctl_out_printf(o, ",\"pattern_ok\":%s", c->pattern_ok ? "true" : "false");
 			if (!c->pattern_ok) {
-				put(o, ",\"pattern_error\":");
-				put_str(o, c->pattern_err);
+				ctl_out_printf(o, ",\"pattern_error\":");
+				ctl_out_json_str(o, c->pattern_err);
 			}
 		}
-		put(o, ",\"sweeps\":[");
+		ctl_out_printf(o, ",\"sweeps\":[");
 		for (unsigned i = 0; i < c->nswitch; i++)
-			put(o, "%s%" PRIu64, i ? "," : "", c->switch_sweeps[i]);
-		put(o, "]}");
+			ctl_out_printf(o, "%s%" PRIu64, i ? "," : "", c->switch_sweeps[i]);
+		ctl_out_printf(o, "]}");
 	}
 	pthread_mutex_unlock(&c->lock);
-	put(o, "}");
+	ctl_out_printf(o, "}");
 }
 
-static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o, bool saving)
+/* migrate or save: checked by ctl_request_parse; here, whether the VM can do it now. */
+static void do_operation(struct vmctl *c, const struct ctl_request *req, int *fds, unsigned nfds,
+			 struct ctl_out *o)
 {
-	const char *uri = ctl_str(m, saving ? "path" : "uri");
-	int64_t ch = 0, dt = 0, bw = 0;
-	bool live = false, direct = false;
-	if (!uri)
-		return reply_error(o, saving ? "save needs \"path\"" : "migrate needs \"uri\"");
-	ctl_bool(m, "live", &live);
-	ctl_bool(m, "direct_io", &direct);
-	if ((ctl_int(m, "channels", &ch) && (ch < 1 || ch > MFD_MAX_CHANNELS)) ||
-	    (ctl_int(m, "downtime_ms", &dt) && (dt < 1 || dt > 3600000)) ||
-	    (ctl_int(m, "max_bandwidth", &bw) && bw < 0))
-		return reply_error(o, "channels, downtime_ms or max_bandwidth out of range");
+	bool saving = req->cmd == CTL_CMD_SAVE;
 	pthread_mutex_lock(&c->lock);
 	/* A guest that arrived by migration may leave again once it runs here. */
 	const char *why = c->mig_running ? (c->role == ROLE_DEST ? "an incoming migration is running"
@@ -493,19 +533,26 @@ static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o, 
 		pthread_mutex_unlock(&c->lock);
 		return reply_error(o, why);
 	}
-	if (c->mig_joinable) {	/* a previous, finished (failed) attempt */
+	if (c->mig_joinable) {	/* a previous, finished operation */
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(c->mig_thread, NULL);
 		pthread_mutex_lock(&c->lock);
 		c->mig_joinable = false;
 	}
-	snprintf(c->uri, sizeof(c->uri), "%s", uri);
+	struct op_params *op = &c->op;
+	*op = (struct op_params){ .saving = saving, .live = req->live, .direct_io = req->direct_io,
+				  .channels = req->channels, .downtime_ms = req->downtime_ms,
+				  .max_bandwidth = req->max_bandwidth };
+	if (req->fds_used) {
+		for (unsigned i = 0; i < nfds; i++) {	/* taken: the server no longer closes them */
+			op->fds[i] = fds[i];
+			fds[i] = -1;
+		}
+		op->nfds = nfds;
+	} else {
+		snprintf(op->target, sizeof(op->target), "%s", req->target);
+	}
 	c->saving = saving;
-	c->live = live;
-	c->direct_io = direct;
-	c->channels = ch;
-	c->downtime_ms = dt;
-	c->max_bandwidth = bw;
 	if (!saving)
 		c->role = ROLE_SOURCE;
 	c->mig_err[0] = '\0';
@@ -515,30 +562,35 @@ static void do_migrate(struct vmctl *c, const struct ctl_msg *m, struct out *o, 
 	c->mig_running = true;
 	int rc = pthread_create(&c->mig_thread, NULL, outgoing_thread, c);
 	c->mig_joinable = rc == 0;
-	if (rc)
+	if (rc) {
 		c->mig_running = false;
+		for (unsigned i = 0; i < op->nfds; i++)
+			close(op->fds[i]);
+		op->nfds = 0;
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc)
 		return reply_error(o, "cannot start the migration thread");
-	put(o, "{\"ok\":true}");
+	ctl_out_printf(o, "{\"ok\":true}");
 }
 
-static void handle(struct vmctl *c, const char *line, size_t len, struct out *o)
+/* The control server's handler: one request, one reply (docs/control.md). */
+static void handle(void *opaque, const char *line, size_t len, int *fds, unsigned nfds,
+		   struct ctl_out *o)
 {
-	static struct ctl_msg m;	/* control requests are served one at a time */
-	char err[160];
-	if (ctl_parse(line, len, &m, err, sizeof(err)))
+	static struct ctl_msg m;	/* the server runs one request at a time */
+	struct vmctl *c = opaque;
+	struct ctl_request req;
+	char err[320];
+	if (ctl_request_parse(line, len, nfds, &m, &req, err, sizeof(err)))
 		return reply_error(o, err);
-	const char *cmd = ctl_str(&m, "cmd");
-	if (!cmd)
-		return reply_error(o, "missing \"cmd\"");
-	if (!strcmp(cmd, "query"))
+	switch (req.cmd) {
+	case CTL_CMD_QUERY:
 		return do_query(c, o);
-	if (!strcmp(cmd, "migrate"))
-		return do_migrate(c, &m, o, false);
-	if (!strcmp(cmd, "save"))
-		return do_migrate(c, &m, o, true);
-	if (!strcmp(cmd, "cancel")) {
+	case CTL_CMD_MIGRATE:
+	case CTL_CMD_SAVE:
+		return do_operation(c, &req, fds, nfds, o);
+	case CTL_CMD_CANCEL: {
 		pthread_mutex_lock(&c->lock);
 		bool running = c->mig_running && c->mig;
 		if (running)
@@ -546,116 +598,49 @@ static void handle(struct vmctl *c, const char *line, size_t len, struct out *o)
 		pthread_mutex_unlock(&c->lock);
 		if (!running)
 			return reply_error(o, "no migration is running");
-		return put(o, "{\"ok\":true}");
+		return ctl_out_printf(o, "{\"ok\":true}");
 	}
-	if (!strcmp(cmd, "stop")) {
+	case CTL_CMD_STOP: {
+		pthread_mutex_lock(&c->lock);	/* against resume_guest */
 		int rc = vm_pause(c->vm);
-		return rc < 0 ? reply_error(o, strerror(-rc)) : put(o, "{\"ok\":true}");
+		if (rc == 0)
+			c->user_paused = true;
+		pthread_mutex_unlock(&c->lock);
+		if (rc < 0)
+			return reply_error(o, rc == -EINVAL ? "the guest is not running"
+							    : strerror(-rc));
+		return ctl_out_printf(o, "{\"ok\":true}");
 	}
-	if (!strcmp(cmd, "cont")) {
+	case CTL_CMD_CONT: {
 		pthread_mutex_lock(&c->lock);
 		bool away = c->migrated_away,
 		     running = c->mig_running && (c->role == ROLE_SOURCE || c->saving);
+		int rc = away || running ? 0 : vm_resume(c->vm);
+		if (!away && !running && rc == 0)
+			c->user_paused = false;
 		pthread_mutex_unlock(&c->lock);
 		if (away)
 			return reply_error(o, "the guest migrated away; it runs on the destination");
 		if (running)
 			return reply_error(o, "a migration is running (cancel it first)");
-		int rc = vm_resume(c->vm);
-		return rc < 0 ? reply_error(o, strerror(-rc)) : put(o, "{\"ok\":true}");
+		if (rc < 0)
+			return reply_error(o, rc == -EINVAL ? "the guest is not paused"
+							    : strerror(-rc));
+		return ctl_out_printf(o, "{\"ok\":true}");
 	}
-	if (!strcmp(cmd, "quit")) {
+	case CTL_CMD_QUIT:
 		pthread_mutex_lock(&c->lock);
 		c->quit = true;
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
-		return put(o, "{\"ok\":true}");
+		return ctl_out_printf(o, "{\"ok\":true}");
 	}
-	char msg[96];
-	snprintf(msg, sizeof(msg), "unknown command '%.40s'", cmd);
-	reply_error(o, msg);
-}
-
-/* Serve one client: lines in, replies out, until it closes or we stop. */
-static void serve(struct vmctl *c, int fd)
-{
-	char in[CTL_MAX_LINE + 2];
-	size_t have = 0;
-	static char reply[16384];
-	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = c->wake[0], .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		if (p[1].revents)
-			return;
-		ssize_t n = read(fd, in + have, sizeof(in) - have);
-		if (n <= 0)
-			return;
-		have += (size_t)n;
-		char *nl;
-		while ((nl = memchr(in, '\n', have))) {
-			struct out o = { reply, sizeof(reply) - 1, 0 };
-			handle(c, in, (size_t)(nl - in), &o);
-			reply[o.len++] = '\n';
-			if (write(fd, reply, o.len) != (ssize_t)o.len)
-				return;
-			have -= (size_t)(nl + 1 - in);
-			memmove(in, nl + 1, have);
-		}
-		if (have == sizeof(in)) {	/* a line over the bound: refuse and drop the client */
-			const char *e = "{\"ok\":false,\"error\":\"line too long\"}\n";
-			ssize_t w = write(fd, e, strlen(e));
-			(void)w;
-			return;
-		}
-	}
-}
-
-static void *ctl_thread(void *arg)
-{
-	struct vmctl *c = arg;
-	for (;;) {
-		struct pollfd p[2] = { { .fd = c->lfd, .events = POLLIN }, { .fd = c->wake[0], .events = POLLIN } };
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		if (p[1].revents)
-			break;
-		int fd = accept4(c->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		serve(c, fd);
-		close(fd);
-	}
-	return NULL;
+	reply_error(o, "unknown command");
 }
 
 int vmctl_listen(struct vmctl *c, const char *path, char *errbuf, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return snprintf(errbuf, errlen, "%s: path too long", path), -ENAMETOOLONG;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	unlink(path);	/* a stale socket from an earlier run */
-	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sun, sizeof(sun)) || listen(c->lfd, 4)) {
-		int e = errno;
-		snprintf(errbuf, errlen, "control socket %s: %s", path, strerror(e));
-		if (c->lfd >= 0)
-			close(c->lfd);
-		c->lfd = -1;
-		return -e;
-	}
-	snprintf(c->path, sizeof(c->path), "%s", path);
-	if (pthread_create(&c->ctl_thread, NULL, ctl_thread, c))
-		return snprintf(errbuf, errlen, "cannot start the control thread"), -EAGAIN;
-	c->ctl_started = true;
-	return 0;
+	return ctl_server_start(&c->srv, path, handle, c, errbuf, errlen);
 }
 
 struct vmctl *vmctl_new(struct vm *vm)
@@ -663,12 +648,7 @@ struct vmctl *vmctl_new(struct vm *vm)
 	struct vmctl *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	if (pipe2(c->wake, O_CLOEXEC)) {
-		free(c);
-		return NULL;
-	}
 	c->vm = vm;
-	c->lfd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	return c;
@@ -686,10 +666,7 @@ void vmctl_free(struct vmctl *c)
 {
 	if (!c)
 		return;
-	ssize_t w = write(c->wake[1], "x", 1);
-	(void)w;
-	if (c->ctl_started)
-		pthread_join(c->ctl_thread, NULL);
+	ctl_server_free(c->srv);	/* no request is handled from here on */
 	pthread_mutex_lock(&c->lock);
 	c->quit = true;
 	if (c->mig_running && c->mig)
@@ -699,12 +676,6 @@ void vmctl_free(struct vmctl *c)
 	pthread_mutex_unlock(&c->lock);
 	if (join)
 		pthread_join(c->mig_thread, NULL);
-	if (c->lfd >= 0) {
-		close(c->lfd);
-		unlink(c->path);
-	}
-	close(c->wake[0]);
-	close(c->wake[1]);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -1,12 +1,16 @@
 /* cli/vm_ctl — tinyvm's monitor side of live migration (public API only).
  *
  * A control socket speaks JSON lines (docs/control.md): one request object per line, one reply
- * object per line.  A `migrate` request starts a live migration of the running VM in a thread:
- * its RAM regions become RAM blocks, its KVM memory slots (or userfaultfd for the soft guest)
- * the dirty tracker, its vCPU state one device; the library's stop/resume/throttle callbacks
- * pause, resume and throttle the vCPUs.  An incoming migration fills a new, not yet started VM
- * and starts it once the source has committed.  A completed source stays paused (its guest now
- * runs elsewhere).
+ * object per line, served by ctl_server.c and checked by ctl_request.c.  A `migrate` request
+ * starts a live migration of the running VM in a thread: its RAM regions become RAM blocks, its
+ * KVM memory slots (or userfaultfd for the soft guest) the dirty tracker, its vCPU state one
+ * device; the library's stop/resume/throttle callbacks pause, resume and throttle the vCPUs.
+ * An incoming migration fills a new, not yet started VM and starts it once the source has
+ * committed.  A completed source stays paused (its guest now runs elsewhere).
+ *
+ * `save` runs in the same thread slot, to a file instead of a peer.  Descriptors passed with a
+ * request (SCM_RIGHTS) become the migration's channels or the snapshot file; a client can
+ * never make the VM use a descriptor of its own by number.
  *
  * Threads: the caller's (the `vm run` main loop), the control server, and one migration thread
  * at a time.  Shared fields of struct vmctl are protected by its lock. */
@@ -15,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct vm;
 struct vmctl;
@@ -30,8 +35,11 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *err, size_t errlen);
  * then a private mapping of the file).  *ready_ms: when it could start.  0 or < 0 with err. */
 int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *err,
 		  size_t errlen);
-/* Block until an incoming migration ended: 0 (VM started) or < 0 with its error in err. */
-int vmctl_incoming_wait(struct vmctl *c, char *err, size_t errlen);
+/* Wait up to timeout_ms for an incoming migration to end: 0 (VM started) or < 0 with its
+ * error in err; -ETIMEDOUT while it still runs, -EINTR when a `quit` request came first. */
+int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *err, size_t errlen);
+/* Is a source connected and sending (not merely being waited for)? */
+bool vmctl_incoming_arriving(struct vmctl *c);
 /* A `quit` request arrived. */
 bool vmctl_quit_requested(struct vmctl *c);
 /* The address an incoming migration listens on ("" when none). */

@@ -19,6 +19,16 @@ has "$j" verified true; has "$j" zero_pages 4096
 j=$("$BIN" bench --mem 128M --dirty 32M --dirty-threads 2 --channels 2 --json) || fail "live run: $j"
 has "$j" verified true; has "$j" pattern_ok true
 for k in downtime_ms rounds dirty_sync_count throttle_pct_max; do key "$j" $k; done
+# The README's live example in its exact shape (random fill, one writer, 256 MiB of 1 GiB): the
+# switchover often comes before the writer finished its first sweep, and the pattern check must
+# tell pages still holding the fill from damaged ones (issue 9, item 11).
+j=$("$BIN" bench --mem 1G --dirty 256M --channels 4 --json) || fail "README live example: $j"
+has "$j" verified true; has "$j" pattern_ok true; has "$j" fill '"random"'
+# All of memory dirty: here the first sweep is cut short nearly always, whatever the fill.
+for fill in random pattern zero; do
+	j=$("$BIN" bench --mem 256M --dirty 256M --fill $fill --json) || fail "live, all dirty, $fill: $j"
+	has "$j" verified true; has "$j" pattern_ok true
+done
 j=$("$BIN" bench --save "$T/s.snap" --mem 64M --channels 2 --json) || fail "save: $j"
 j=$("$BIN" bench --restore "$T/s.snap" --channels 2 --json) || fail "restore: $j"
 has "$j" verified true

@@ -89,6 +89,10 @@ struct vm_opts {
 /* Defaults: auto, 256 MiB, 1 vCPU, dirty over the whole data area, serial discarded. */
 void vm_opts_init(struct vm_opts *o);
 
+/* Check options as vm_create does, without creating anything: 0, or -EINVAL with the reason in
+ * errbuf (what a command line calls a usage error). */
+int vm_opts_check(const struct vm_opts *o, char *errbuf, size_t errlen);
+
 /* Create a VM: allocate RAM, open the backend, create the vCPUs (not yet running).  With
  * VM_ACCEL_AUTO a KVM failure falls back to soft and vm_accel_note() says why.  Returns 0,
  * -ENODEV when KVM was requested explicitly but /dev/kvm cannot be opened or KVM_CREATE_VM
@@ -190,7 +194,7 @@ void vm_data_area(const struct vm *vm, void **host, uint64_t *gpa, uint64_t *byt
 size_t vm_state_size(struct vm *vm);
 
 /* Save the vCPU and device state into buf: a versioned header then tagged records (format in
- * vm.c).  The VM must be paused, stopped, or created-and-never-started.  *used gets the bytes
+ * vm_state.c).  The VM must be paused, stopped, or created-and-never-started.  *used gets the bytes
  * written.  Returns 0, -EINVAL (wrong state), -ENOSPC (len too small) or -errno from KVM. */
 int vm_state_save(struct vm *vm, void *buf, size_t len, size_t *used);
 

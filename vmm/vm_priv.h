@@ -1,7 +1,8 @@
 /*
- * vmm/vm_priv — what the tinyvm front (vm.c) shares with its backends (kvm.c, soft.c): the
- * struct vm itself, the per-vCPU record, the backend ops table, the run-control helpers every
- * vCPU thread calls, and the state-buffer record plumbing.  Not for use outside vmm/.
+ * vmm/vm_priv — what the tinyvm front (vm.c, boot.c, vm_run.c, serial.c, workload.c,
+ * vm_state.c) shares between its modules and with its backends (kvm.c, soft.c): the struct vm
+ * itself, the per-vCPU record, the backend ops table, the run-control helpers every vCPU thread
+ * calls, and the state-buffer record plumbing.  Not for use outside vmm/.
  *
  * Run control.  Each vCPU has one thread.  It loops: vm__vcpu_checkpoint() (park while paused,
  * sleep while throttled, leave when stopping), then run guest code for a while (one KVM_RUN, or
@@ -21,6 +22,7 @@
 #include "layout.h"
 
 #define VM_SERIAL_LINE_MAX	128	/* a longer line is flushed in pieces */
+#define VM_SERIAL_REC_BYTES	(24 + VM_SERIAL_LINE_MAX)	/* the serial state record */
 #define VM_SLICE_NS		10000000ull	/* throttle slice: 10 ms */
 
 struct vm_vcpu {
@@ -38,8 +40,12 @@ struct vm_vcpu {
 	/* vCPU-private: touched by the vCPU thread while it runs, and by the control thread only
 	 * while the vCPU is parked, stopped or not started (the vm->lock hand-off orders them). */
 	uint64_t slice_start_ns;	/* throttle: start of the current run slice, 0 = none */
-	char line[VM_SERIAL_LINE_MAX];	/* serial output not yet ended by a newline */
+
+	/* Serial output (serial.c), protected by vm->serial_lock. */
+	char line[VM_SERIAL_LINE_MAX];	/* the line so far, not yet ended by a newline */
 	size_t line_len;
+	size_t line_printed;		/* bytes of line already written to serial_fd */
+	uint64_t pending_ns;		/* when line[line_printed] arrived; 0: nothing unwritten */
 
 	/* Written by the vCPU thread, read anywhere: atomic. */
 	uint64_t serial_sweep;		/* last "cpu<i> sweep <n>" counter printed */
@@ -59,10 +65,11 @@ struct vm_rec {
 #define VM_REC_VM	UINT32_MAX
 
 /* Record types: one list for all backends so numbers never collide.  Changing a payload's
- * layout means a new type number or a new format version (vm.c). */
+ * layout means a new type number or a new format version (vm_state.c). */
 enum vm_rec_type {
 	VM_REC_WORKLOAD = 1,		/* VM-wide: workload and dirty ranges (front) */
-	VM_REC_SERIAL = 2,		/* per vCPU: serial line buffer and counters (front) */
+	VM_REC_SERIAL = 2,		/* per vCPU: serial counters and the line so far, which
+					 * the saving VM printed (front, serial.c) */
 	VM_REC_KVM_PORTS = 3,		/* VM-wide: UART registers, port 0x92 (kvm) */
 	VM_REC_KVM_REGS = 16,		/* per vCPU, kvm: struct kvm_regs */
 	VM_REC_KVM_SREGS,		/* struct kvm_sregs */
@@ -157,8 +164,14 @@ struct vm {
 	/* Atomic (stats only). */
 	uint64_t unhandled_io;
 
-	/* COM1 output: serialises writes to opts.serial_fd. */
+	/* COM1 output (serial.c): serialises writes to opts.serial_fd and protects every vCPU's
+	 * line buffer and the two fields below. */
 	pthread_mutex_t serial_lock;
+	pthread_cond_t serial_cond;	/* bytes wait to be written, or serial_stop; CLOCK_MONOTONIC */
+	bool serial_stop;		/* the flusher must leave */
+	/* The flusher thread: created by vm_start, joined by vm_destroy (control thread). */
+	pthread_t serial_thread;
+	bool serial_thread_started;
 };
 
 /* ---- for vCPU threads ----------------------------------------------------------------- */
@@ -176,7 +189,7 @@ void vm__vcpu_set_off(struct vm_vcpu *v, bool off);
 /* Stop the whole VM (first reason wins).  msg may be NULL; it is formatted like printf. */
 void vm__request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t exit_code,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-/* Guest COM1 output from vCPU v (line-buffered per vCPU). */
+/* Guest COM1 output from vCPU v (line-buffered per vCPU; see serial.c). */
 void vm__serial_out(struct vm_vcpu *v, const void *buf, size_t len);
 /* Block until the VM needs this vCPU's attention (pause or stop): for vCPUs with nothing to
  * run (the soft idle workload). */
@@ -190,5 +203,67 @@ int vm__err(char *errbuf, size_t errlen, int err, const char *fmt, ...)
 
 /* Host pointer of guest-physical [gpa, gpa + len) in the VM's RAM, NULL when outside. */
 void *vm__gpa_to_host(struct vm *vm, uint64_t gpa, uint64_t len);
+
+/* ---- between the front's modules ------------------------------------------------------ */
+
+/* vm_run.c: make every vCPU thread leave its loop (first reason wins) and join them all.
+ * Control thread only. */
+void vm__stop_threads(struct vm *vm, enum vm_stop_reason reason);
+/* boot.c: write what a fresh guest needs into RAM (boot area or boot sector). */
+int vm__boot_write(struct vm *vm, char *errbuf, size_t errlen);
+/* serial.c: write out vCPU v's (every vCPU's) serial bytes not written yet (a line without its
+ * newline yet).  Without vm->lock held. */
+void vm__serial_flush(struct vm_vcpu *v);
+void vm__serial_flush_all(struct vm *vm);
+/* serial.c: start the thread that writes out bytes left waiting by a line that does not end;
+ * stop it (and write out what is left).  Control thread. */
+int vm__serial_start(struct vm *vm, char *errbuf, size_t errlen);
+void vm__serial_stop(struct vm *vm);
+/* serial.c: vCPU v's serial state record (VM_SERIAL_REC_BYTES, zeroed by the caller): its
+ * counters and the line so far, which the saving VM has printed; and loading it back. */
+void vm__serial_save(struct vm_vcpu *v, uint8_t *rec);
+void vm__serial_load(struct vm_vcpu *v, const uint8_t *rec);
+/* workload.c: split the dirty area into one range per vCPU (vm->dirty, vm->nr_dirty). */
+void vm__workload_init(struct vm *vm);
+
+/* Little-endian fields of the boot area, the workload pattern and the state buffer. */
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
 
 #endif

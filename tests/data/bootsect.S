@@ -6,7 +6,9 @@
 # writes 0 to the shutdown port 0x501 or, when assembled with --defsym HALT=1, halts with
 # interrupts disabled, or, with --defsym TICK=1, runs forever printing one letter per line
 # ("a", "b", ... "z", "a", ...) after each delay loop, so a migrated run can be checked for
-# continuity (tests/t_vm_migrate.sh).  Plain GNU as (no cpp):
+# continuity (tests/t_vm_migrate.sh); with --defsym NONL=1 as well, the letters come slower
+# (a five times longer delay) and without newlines (tests/t_vm_serial.sh).  Plain GNU as (no
+# cpp):
 #
 #     as --32 -o boot.o bootsect.S
 #     ld -m elf_i386 -Ttext 0x7c00 --oformat binary -o boot.bin boot.o
@@ -92,7 +94,12 @@ prot32:
 .else
 .ifdef TICK
 	xor	%edi, %edi		# tick number
-8:	mov	$40000, %ecx		# delay: a guest instruction costs microseconds here
+8:
+.ifdef NONL
+	mov	$200000, %ecx
+.else
+	mov	$40000, %ecx		# delay: a guest instruction costs microseconds here
+.endif
 9:	loop	9b
 	mov	%edi, %eax
 	xor	%edx, %edx
@@ -100,8 +107,10 @@ prot32:
 	div	%ecx
 	lea	'a'(%edx), %eax
 	call	putc32
+.ifndef NONL
 	mov	$'\n', %al
 	call	putc32
+.endif
 	inc	%edi
 	jmp	8b
 # Send al on COM1 once the transmitter is empty (32-bit code).
