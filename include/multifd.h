@@ -50,7 +50,7 @@ enum mfd_errcode {
 	MFD_EALIGN = -1008,	/* offset not aligned to the page size */
 	MFD_EPAGES = -1009,	/* page count over the bound */
 	MFD_ELENGTH = -1010,	/* length field does not match the content */
-	MFD_ETRUNC = -1011,	/* stream ended inside a packet */
+	MFD_ETRUNC = -1011,	/* data ends early: a stream inside a packet, a file short */
 	MFD_ECHECKSUM = -1012,	/* checksum mismatch (a header, a record, a snapshot page) */
 	MFD_ETYPE = -1013,	/* unknown or unexpected packet type */
 	MFD_ESEQ = -1014,	/* packet sequence number out of order */
@@ -171,6 +171,10 @@ MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct m
 /* Incoming: bind and listen on uri (tcp:HOST:PORT with port 0 for any, unix:PATH, or fd:N of a
  * listening socket, or fd:A,B,... of already connected sockets).  Returns without waiting. */
 MFD_API int mfd_session_listen(struct mfd_session *s, const char *uri, struct mfd_error *err);
+
+/* Check a channel URI's syntax without connecting or listening (tcp:HOST:PORT, tcp:[V6]:PORT,
+ * unix:PATH, fd:N[,N...], file:PATH).  Returns 0 or MFD_EURI with the reason in err. */
+MFD_API int mfd_uri_check(const char *uri, struct mfd_error *err);
 
 /* The address actually listened on, as a URI (tcp port resolved).  Returns 0 or -ENOSPC. */
 MFD_API int mfd_session_local_uri(struct mfd_session *s, char *buf, size_t len);

@@ -100,3 +100,9 @@ void mfd__uri_close_fds(const struct mfd__uri *u, int from)
 		if (u->fds[i] >= 0)
 			close(u->fds[i]);
 }
+
+MFD_API int mfd_uri_check(const char *uri, struct mfd_error *err)
+{
+	struct mfd__uri u;
+	return mfd__uri_parse(uri, &u, err);
+}

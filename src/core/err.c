@@ -17,7 +17,7 @@ static const char *const mfd_messages[] = {
 	E(MFD_EALIGN, "offset not aligned to the page size"),
 	E(MFD_EPAGES, "page count over the bound"),
 	E(MFD_ELENGTH, "length mismatch"),
-	E(MFD_ETRUNC, "truncated packet"),
+	E(MFD_ETRUNC, "data ends early"),
 	E(MFD_ECHECKSUM, "checksum mismatch"),
 	E(MFD_ETYPE, "unknown or unexpected packet type"),
 	E(MFD_ESEQ, "packet sequence out of order"),
