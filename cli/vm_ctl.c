@@ -137,6 +137,12 @@ static int dev_load(void *opaque, const void *buf, size_t len, uint32_t version)
 static const struct mfd_device_ops dev_ops = { dev_save, dev_load };
 
 /* Register the VM's RAM regions as blocks (and, outgoing on KVM, its slots as the tracker). */
+static void cb_log(void *opaque, const char *msg)
+{
+	(void)opaque;
+	fprintf(stderr, "tinyvm: %s\n", msg);
+}
+
 static int add_vm(struct vmctl *c, struct mfd_session *s, bool incoming, bool no_tracker)
 {
 	struct mfd_kvm_slot slots[VM_MAX_REGIONS];
@@ -154,6 +160,12 @@ static int add_vm(struct vmctl *c, struct mfd_session *s, bool incoming, bool no
 								 .size = r->size, .block = b };
 	}
 	int rc = mfd_device_add(s, DEVICE_NAME, 0, DEVICE_VERSION, &dev_ops, c);
+	if (rc == 0) {
+		/* A destination configured otherwise refuses before any page moves. */
+		char cfg[256];
+		vm_describe(c->vm, cfg, sizeof(cfg));
+		rc = mfd_device_describe(s, DEVICE_NAME, 0, cfg, 0);
+	}
 	if (rc < 0 || incoming || no_tracker)
 		return rc < 0 ? rc : 0;
 	if (vm_kvm_fd(c->vm) >= 0 && nslots)
@@ -333,6 +345,9 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *errbuf, size_t errlen
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 		goto fail;
 	}
+	/* What the library wants logged (strangers refused while we wait) goes to stderr. */
+	struct mfd_callbacks cb = { .log = cb_log, .opaque = c };
+	mfd_session_set_callbacks(s, &cb);
 	if ((rc = mfd_session_listen(s, uri, &err)) < 0) {
 		snprintf(errbuf, errlen, "%s", err.msg);
 		goto fail;

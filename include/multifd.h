@@ -121,7 +121,7 @@ enum mfd_option {
 	/* Snapshots (MFD_SAVE, MFD_RESTORE); MFD_OPT_CHANNELS is then the number of workers: */
 	MFD_OPT_DIRECT_IO,	/* 1: page data with O_DIRECT, straight from/to the block memory (0) */
 	MFD_OPT_LAZY,		/* restore: 1 = map the file instead of reading it (0); see below */
-	MFD_OPT_STALL_MS,	/* a peer gone quiet (default 2500, 0 = never): the destination's
+	MFD_OPT_STALL_MS,	/* a peer gone quiet (default 2000, 0 = never): the destination's
 				 * main channel without a packet for this long (the source pings it
 				 * four times a second), a transfer under way that moves less than
 				 * 64 KiB in this long (a black hole, a trickle), data the peer

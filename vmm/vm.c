@@ -255,6 +255,26 @@ enum vm_accel vm_accel(const struct vm *vm)
 	return vm->ops->accel;
 }
 
+void vm_describe(const struct vm *vm, char *buf, size_t len)
+{
+	const struct vm_opts *o = &vm->opts;
+	int n = snprintf(buf, len, "tinyvm accel=%s vcpus=%u", vm_accel_name(vm_accel(vm)),
+			 vm->nr_vcpus);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (o->workload == VM_WORKLOAD_BOOT_SECTOR) {
+		uint32_t sum = 0;	/* FNV-1a: which image, not a defence */
+		for (size_t i = 0; i < o->boot_sector_len; i++)
+			sum = (sum ^ vm->boot_image[i]) * 16777619u;
+		snprintf(buf + n, len - (size_t)n, " workload=boot-sector:%08x", sum);
+	} else if (o->workload == VM_WORKLOAD_IDLE) {
+		snprintf(buf + n, len - (size_t)n, " workload=idle");
+	} else {
+		snprintf(buf + n, len - (size_t)n, " workload=dirty:%llu",
+			 (unsigned long long)o->dirty_bytes);
+	}
+}
+
 const char *vm_accel_note(const struct vm *vm)
 {
 	return vm->accel_note;

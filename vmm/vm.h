@@ -163,6 +163,10 @@ const char *vm_accel_name(enum vm_accel a);
 /* Why auto mode did not pick kvm ("" when it did, or when the accel was explicit). */
 const char *vm_accel_note(const struct vm *vm);
 unsigned vm_vcpu_count(const struct vm *vm);
+/* What another VM must equal to take this one's state (a migration's or a snapshot's): the
+ * accelerator, the vCPU count, the workload and its parameters, a boot sector's checksum.
+ * Printable, at most 255 bytes. */
+void vm_describe(const struct vm *vm, char *buf, size_t len);
 uint64_t vm_mem_bytes(const struct vm *vm);
 
 /* A guest RAM region: one host mapping, mapped into the guest at gpa by KVM memory slot

@@ -26,7 +26,7 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 		.batch_pages = role == MFD_INCOMING ? MFD_MAX_BATCH_PAGES : 512,
 		.queue_depth = 4,
 		.timeout_ms = 10000,
-		.stall_ms = 2500,
+		.stall_ms = 2000,
 		.zero_detect = true,
 		.page_checksums = true,
 		.device_max = 64ull << 20,

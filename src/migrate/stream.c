@@ -236,7 +236,8 @@ int mfd__stream_recv_main(struct mfd_session *s, const char *peer, struct mfd__p
 		mfd_error_clear(&e);
 		rc = mfd__frame_recv(s->chan[0], &s->main_rx_seq, h, meta, &e);
 		if (rc == -ETIMEDOUT)
-			return mfd__err_set(err, rc, 0, "%s silent for %d ms", peer, s->opt.stall_ms);
+			return mfd__err_set(err, rc, 0, "%s silent (or trickling) for %d ms", peer,
+					    s->opt.stall_ms);
 		if (rc) {
 			mfd__err_copy(err, &e);
 			return rc;
