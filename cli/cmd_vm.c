@@ -429,10 +429,10 @@ static int vm_run(struct vm_cli *c)
 		}
 		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
 		int wrc;
-		while ((wrc = vmctl_incoming_wait(ctl, 100, err, sizeof(err))) == -ETIMEDOUT &&
+		while ((wrc = vmctl_incoming_wait(ctl, 100, err, sizeof(err))) == VMCTL_STILL_WAITING &&
 		       !interrupted)
 			;
-		if (wrc == -ETIMEDOUT || wrc == -EINTR) {
+		if (wrc == VMCTL_STILL_WAITING || wrc == -EINTR) {
 			/* Told to stop (a signal, or `quit`) before the guest arrived: fine, unless a
 			 * migration was arriving, which fails (vmctl_free cancels it; the source
 			 * keeps its guest). */

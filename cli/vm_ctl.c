@@ -423,7 +423,9 @@ int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *errbuf, size
 	while (c->mig_running && !c->quit && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 	if (c->mig_running) {
-		rc = c->quit ? -EINTR : -ETIMEDOUT;
+		/* Not an errno: a migration that fails with -ETIMEDOUT (a silent source) must not
+		 * read as "still waiting". */
+		rc = c->quit ? -EINTR : VMCTL_STILL_WAITING;
 		snprintf(errbuf, errlen, "%s", c->quit ? "quit requested" : "still waiting");
 	} else {
 		rc = c->mig_rc;

@@ -36,7 +36,9 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *err, size_t errlen);
 int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *err,
 		  size_t errlen);
 /* Wait up to timeout_ms for an incoming migration to end: 0 (VM started) or < 0 with its
- * error in err; -ETIMEDOUT while it still runs, -EINTR when a `quit` request came first. */
+ * error in err (any code, -ETIMEDOUT included: a silent source); VMCTL_STILL_WAITING while it
+ * still runs, -EINTR when a `quit` request came first. */
+#define VMCTL_STILL_WAITING 1
 int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *err, size_t errlen);
 /* Is a source connected and sending (not merely being waited for)? */
 bool vmctl_incoming_arriving(struct vmctl *c);

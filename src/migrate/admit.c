@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "migrate/session.h"
 
 #define MAX_PENDING 128
@@ -362,8 +363,10 @@ int mfd__admit_channels(struct mfd_session *s, struct mfd__listener *l, struct m
 			rc = mfd__listener_try_accept(l, &c, &e);
 			if (rc == -EAGAIN || rc == MFD_ECHANCOUNT)
 				break;
-			if (rc) {	/* out of descriptors, say: the source will retry */
+			if (rc) {	/* out of descriptors, say: pause, or the loop would spin */
 				say(s, "accept: %s", e.msg);
+				struct timespec pause = { 0, 50 * 1000000 };
+				nanosleep(&pause, NULL);
 				break;
 			}
 			add_pending(d, c, now);
