@@ -1,6 +1,6 @@
-/* cli/cmd_inspect — `multifd inspect PATH [--json]`: what a snapshot file holds, and whether
- * every part of it checks out.  One library call (mfd_snapshot_inspect, which does not trust the
- * file), then print.  Exit status: 0 valid, 1 invalid or unreadable (what could be read is still
+/* cli/cmd_inspect — `multifd inspect PATH [--verify] [--json]`: what a snapshot file holds, and
+ * whether every part of it checks out.  One library call (mfd_snapshot_inspect, or with --verify
+ * mfd_snapshot_verify, which also reads every page; neither trusts the file), then print.  Exit status: 0 valid, 1 invalid or unreadable (what could be read is still
  * printed), 2 usage. */
 #include <getopt.h>
 #include <inttypes.h>
@@ -13,13 +13,16 @@
 void cmd_inspect_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: multifd inspect PATH [--json]\n"
+		"usage: multifd inspect PATH [--verify] [--json]\n"
 		"\n"
 		"Check a snapshot file (header, block table, page bitmaps, device sections,\n"
 		"trailer, every checksum) and show what it holds: its blocks with the pages\n"
 		"present in each, and its device sections.  The file is not trusted.\n"
 		"\n"
-		"  --json   print one JSON object on stdout\n"
+		"  --verify  also read every page: each against its checksum (files saved with\n"
+		"            page checksums, the default) and all against the saved digest\n"
+		"            (files saved with verify); the first bad page is named\n"
+		"  --json    print one JSON object on stdout\n"
 		"\n"
 		"Exit status: 0 when the file is valid, 1 when it is not (or cannot be read),\n"
 		"2 for a usage error.\n");
@@ -58,7 +61,7 @@ static const char *ok_text(bool ok)
 }
 
 static void print_text(const char *path, const struct mfd_snapshot_info *in, int rc,
-		       const struct mfd_error *err)
+		       const struct mfd_error *err, bool verify)
 {
 	printf("snapshot     ");
 	put_text(stdout, path);
@@ -96,6 +99,16 @@ static void print_text(const char *path, const struct mfd_snapshot_info *in, int
 	       "devices %s\n", ok_text(in->header_ok), ok_text(in->trailer_ok),
 	       ok_text(in->blocks_ok), ok_text(in->bitmaps_ok), ok_text(in->metadata_ok),
 	       ok_text(in->devices_ok));
+	printf("pages        %s\n", in->page_checksums ? "a checksum per page" : "no checksums");
+	if (verify && in->metadata_ok) {
+		printf("verified     %" PRIu64 " pages read and checked: %s", in->pages_checked,
+		       in->pages_bad ? "" : in->page_checksums ? "all good" : "no checksums to check");
+		if (in->pages_bad)
+			printf("%" PRIu64 " BAD", in->pages_bad);
+		if (in->has_digest)
+			printf("; digest %s", in->digest_ok ? "equal" : "DIFFERS");
+		printf("\n");
+	}
 	if (in->nblocks) {
 		printf("\nblocks       %-20s %14s %6s %12s %7s %14s  %s\n", "name", "bytes", "page",
 		       "present", "%", "pages at", "bitmap");
@@ -140,7 +153,7 @@ static void json_status(int status)
 }
 
 static void print_json(const char *path, const struct mfd_snapshot_info *in, int rc,
-		       const struct mfd_error *err)
+		       const struct mfd_error *err, bool verify)
 {
 	printf("{\"path\":");
 	put_json_str(stdout, path);
@@ -174,6 +187,12 @@ static void print_json(const char *path, const struct mfd_snapshot_info *in, int
 	}
 	if (in->blocks_ok)
 		printf(",\"pages_present\":%" PRIu64, in->pages_present);
+	printf(",\"page_checksums\":%s", in->page_checksums ? "true" : "false");
+	if (verify && in->metadata_ok)
+		printf(",\"verify\":{\"pages_checked\":%" PRIu64 ",\"pages_bad\":%" PRIu64
+		       ",\"pages_ok\":%s,\"digest_ok\":%s}", in->pages_checked, in->pages_bad,
+		       in->pages_ok ? "true" : "false",
+		       in->has_digest ? (in->digest_ok ? "true" : "false") : "null");
 	printf(",\"blocks\":[");
 	for (uint32_t i = 0; i < in->nblocks; i++) {
 		const struct mfd_snapshot_block *b = &in->blocks[i];
@@ -205,15 +224,17 @@ int cmd_inspect(int argc, char **argv)
 {
 	static const struct option lopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "verify", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	bool json = false;
+	bool json = false, verify = false;
 	int opt;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "jh", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "jvh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'j': json = true; break;
+		case 'v': verify = true; break;
 		case 'h': cmd_inspect_usage(stdout); return 0;
 		default: cmd_inspect_usage(stderr); return 2;
 		}
@@ -227,11 +248,11 @@ int cmd_inspect(int argc, char **argv)
 	struct mfd_snapshot_info info;
 	struct mfd_error err;
 	mfd_error_clear(&err);
-	int rc = mfd_snapshot_inspect(path, &info, &err);
+	int rc = verify ? mfd_snapshot_verify(path, &info, &err) : mfd_snapshot_inspect(path, &info, &err);
 	if (json)
-		print_json(path, &info, rc, &err);
+		print_json(path, &info, rc, &err, verify);
 	else
-		print_text(path, &info, rc, &err);
+		print_text(path, &info, rc, &err, verify);
 	mfd_snapshot_info_free(&info);
 	return rc ? 1 : 0;
 }

@@ -47,8 +47,35 @@ for mode in eager lazy; do
 	wait "${PIDS[-1]}"; rc=$?
 	[ $rc = 0 ] || fail "$mode restore ended with $rc (pattern check)"
 	grep -q "verify=ok" "$T/$mode.log" || fail "$mode restore: pattern not verified"
+	if [ $mode = lazy ]; then	# its pages were checked in the background meanwhile
+		grep -q "background check of .*pages good" "$T/$mode.log" ||
+			fail "lazy restore: no background check: $(cat "$T/$mode.log")"
+	fi
 	echo "$mode restore: continued from sweep $a to $b; $(grep -o 'ready in [0-9.]* ms' "$T/$mode.log")"
 done
+# A page flipped on disk: inspect --verify and an eager restore name it; a lazy restore starts
+# and its background check reports it.
+cp "$T/live.snap" "$T/bad.snap"
+# The 8th present page of the first block (its bitmap says which), one bit flipped.
+page=$(python3 -c 'import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(128 + 272); bm = struct.unpack("<Q", f.read(8))[0]
+    f.seek(128 + 288); pages = struct.unpack("<Q", f.read(8))[0]
+    f.seek(128 + 260); ps = struct.unpack("<I", f.read(4))[0]
+    f.seek(bm); bits = f.read(4096)
+    present = [i for i in range(len(bits) * 8) if bits[i // 8] >> (i % 8) & 1]
+    p = present[7]; o = pages + p * ps + 100
+    f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0x20]))
+    print(p)' "$T/bad.snap")
+"$BIN" inspect --verify "$T/bad.snap" >"$T/verify.out" && fail "inspect --verify passed a flipped page"
+grep -q "page $page (file offset" "$T/verify.out" || fail "inspect --verify: $(cat "$T/verify.out")"
+"$BIN" vm run "${VM[@]}" --restore "$T/bad.snap" --duration 1 >"$T/badeager.log" 2>&1 &&
+	fail "an eager restore took a flipped page"
+grep -q "page $page (file offset" "$T/badeager.log" || fail "eager restore: $(cat "$T/badeager.log")"
+"$BIN" vm run "${VM[@]}" --restore "$T/bad.snap" --lazy --duration 1 >"$T/badlazy.log" 2>&1
+grep -q "background check of .*page $page (file offset" "$T/badlazy.log" ||
+	fail "lazy restore: the flipped page was not reported: $(cat "$T/badlazy.log")"
+echo "page $page flipped: named by inspect --verify, refused by an eager restore, reported by a lazy one"
 # A snapshot that does not fit the VM is refused with a precise error.
 "$BIN" vm run --accel auto --mem 64M --workload dirty:32M --restore "$T/live.snap" --duration 1 \
 	>"$T/bad.log" 2>&1 && fail "a 64M VM accepted a 128M snapshot"
