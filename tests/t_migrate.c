@@ -247,6 +247,10 @@ static void test_cancel(int delay_ms)
 	canceller_start(&c);
 	pair_source(&p);
 	canceller_join(&c);
+	/* A source canceled before all its channels were in never became the destination's
+	 * session: a listening destination goes on waiting for one, until canceled too. */
+	if (p.src.rc)
+		mfd_session_cancel(p.dst.s);
 	pair_join(&p);
 	/* The transfer may legitimately finish before the cancel lands on a fast machine. */
 	if (p.src.rc) {

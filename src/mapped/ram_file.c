@@ -90,7 +90,7 @@ static int store_span(struct mfd__worker *w, const struct mfd__payload *p, const
 	struct mfd__ram_job rj = mfd__ram_job_get(j);
 	const struct mfd__block *b = &f->x->ram->blocks[rj.block];
 	uint64_t *present = f->present[rj.block];
-	const uint64_t *dirty = (j->flags & MFD_RAM_JOB_DIRTY) ? f->x->dirty[rj.block] : NULL;
+	const uint64_t *dirty = (j->flags & MFD_RAM_JOB_SPARSE) ? rj.map : NULL;
 	uint64_t ps = b->page_size, end = rj.first + rj.count, written = 0, zero = 0, ios = 0;
 	struct run data = { 0 }, hole = { 0 };
 	int rc = 0;

@@ -39,7 +39,8 @@ static int connect_channels(struct mfd_session *s, const char *uri, struct mfd_e
 	unsigned n = s->opt.channels + 1;
 	if ((rc = mfd__uuid_generate(s->nego.session_id)))
 		return mfd__err_set(err, rc, -1, "session id");
-	s->nego.features = (s->opt.verify ? MFD_FEAT_VERIFY : 0) | MFD_FEAT_DEVICES;
+	s->nego.features = (s->opt.verify ? MFD_FEAT_VERIFY : 0) | MFD_FEAT_DEVICES |
+			   MFD_FEAT_ZERO_RANGES;
 	s->nego.batch_pages = s->opt.batch_pages;
 	s->nego.codec = mfd__codec_find(s->opt.codec);
 	if (!s->nego.codec)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "migrate/session.h"
+#include "ram/resident.h"
 
 /* ---- tracking --------------------------------------------------------------------------------- */
 
@@ -51,6 +52,10 @@ void mfd__tracking_free(struct mfd_session *s)
 		for (uint32_t i = 0; i < s->ram.n; i++)
 			free(t->dirty[i]);
 	free(t->dirty);
+	if (t->populated)
+		for (uint32_t i = 0; i < s->ram.n; i++)
+			free(t->populated[i]);
+	free(t->populated);
 	free(t->kvm_slots);
 	memset(t, 0, sizeof(*t));
 }
@@ -84,6 +89,31 @@ static void set_throttle(struct mfd_session *s, unsigned pct)
 		MFD_ST_SET(s, throttle_max, pct);
 	if (s->cb.throttle)
 		s->cb.throttle(s->cb.opaque, pct);
+}
+
+/* Which pages may hold data (ram/resident.c): the others are neither read nor sent.  Scanned
+ * before the tracker is armed (present or swapped), and with a tracker once more after (present:
+ * a page written in between shows there, and the tracker reports any later write; the second
+ * scan cannot use "swapped", which the write-protect markers of untouched pages look like). */
+static int populated_scan(struct mfd_session *s, bool again, struct mfd_error *err)
+{
+	struct mfd__ram_xfer *x = &s->ramx;
+	if (!s->opt.zero_detect)
+		return 0;	/* every page is to be sent with its data */
+	if (!again) {
+		s->track.populated = calloc(s->ram.n, sizeof(*s->track.populated));
+		if (!s->track.populated)
+			return mfd__err_set(err, -ENOMEM, -1, "populated-page bitmaps");
+		for (uint32_t b = 0; b < s->ram.n; b++) {
+			s->track.populated[b] = calloc(mfd__bitmap_words(s->ram.blocks[b].npages), 8);
+			if (!s->track.populated[b])
+				return mfd__err_set(err, -ENOMEM, -1, "populated-page bitmaps");
+		}
+	}
+	for (uint32_t b = 0; b < s->ram.n; b++)
+		mfd__ram_populated(&s->ram.blocks[b], again, s->track.populated[b]);
+	x->populated = s->track.populated;
+	return 0;
 }
 
 /* ---- rounds ------------------------------------------------------------------------------------ */
@@ -180,7 +210,9 @@ int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink)
 	int rc;
 	if ((rc = mfd__session_start_workers(s, s->nchan - 1, &e)) || (rc = sink->begin(s, &e)))
 		goto out;
-	if (live && (rc = start_tracking(s, &e)))
+	if ((rc = populated_scan(s, false, &e)))
+		goto out;
+	if (live && ((rc = start_tracking(s, &e)) || (rc = populated_scan(s, true, &e))))
 		goto out;
 	MFD_ST_SET(s, t_setup_ns, mfd__now_ns());
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);

@@ -89,6 +89,7 @@ struct mfd__tracking {
 	unsigned kvm_nslots;
 	struct mfd__tracker *tracker;
 	uint64_t **dirty;		/* per block */
+	uint64_t **populated;		/* per block: pages that may hold data (first pass) */
 };
 
 /* Statistics written by the run thread (and the roles' threads) and read by any thread:

@@ -148,6 +148,12 @@ int mfd__stream_add_payloads(struct mfd_session *s, bool incoming)
 	int rc = mfd__session_add_payload(s, &mfd__ram_pages_ops, &s->ramx);
 	if (rc >= 0) {
 		s->ram_payload = (uint16_t)rc;
+		rc = mfd__session_add_payload(s, &mfd__ram_zero_ops, &s->ramx);
+	}
+	if (rc >= 0) {
+		/* A source sends zero ranges when the destination takes them. */
+		if (s->nego.features & MFD_FEAT_ZERO_RANGES)
+			s->ramx.zero_payload = rc;
 		rc = mfd__session_add_payload(s, &sync_ops, s);
 	}
 	if (rc >= 0)

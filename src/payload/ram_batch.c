@@ -213,3 +213,32 @@ int mfd__ram_meta_decode(const uint8_t *m, uint32_t meta_len, uint32_t data_len,
 	}
 	return 0;
 }
+
+void mfd__zero_meta_encode(uint8_t m[MFD_ZERO_META_LEN], const struct mfd__zero_range *z)
+{
+	mfd__put32(m, z->block_id);
+	mfd__put32(m + 4, 0);
+	mfd__put64(m + 8, z->first);
+	mfd__put64(m + 16, z->count);
+}
+
+int mfd__zero_meta_decode(const uint8_t *m, uint32_t meta_len, const struct mfd__ram_limits *lim,
+			  struct mfd__zero_range *z, int chan, struct mfd_error *err)
+{
+	if (meta_len != MFD_ZERO_META_LEN)
+		return mfd__err_set(err, MFD_ELENGTH, chan, "ZERO meta of %u bytes", meta_len);
+	z->block_id = mfd__get32(m);
+	z->first = mfd__get64(m + 8);
+	z->count = mfd__get64(m + 16);
+	if (mfd__get32(m + 4))
+		return mfd__err_set(err, MFD_EFEATURE, chan, "reserved ZERO meta bytes set");
+	if (z->block_id >= lim->nblocks)
+		return mfd__err_set(err, MFD_EBLOCK, chan, "block id %u of %u", z->block_id,
+				    lim->nblocks);
+	uint64_t pages = lim->block_len[z->block_id] / lim->page_size;
+	if (z->count == 0 || z->first >= pages || z->count > pages - z->first)
+		return mfd__err_set(err, MFD_ERANGE, chan, "zero pages %llu + %llu in block %u of %llu "
+				    "pages", (unsigned long long)z->first, (unsigned long long)z->count,
+				    z->block_id, (unsigned long long)pages);
+	return 0;
+}

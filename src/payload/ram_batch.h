@@ -66,6 +66,18 @@ int mfd__ram_meta_decode(const uint8_t *meta, uint32_t meta_len, uint32_t data_l
 			 const struct mfd__ram_limits *lim, struct mfd__ram_batch *b, int chan,
 			 struct mfd_error *err);
 
+/* ZERO meta: u32 block, u32 reserved, u64 first page, u64 pages: [first, first + pages) of the
+ * block read as zero. */
+#define MFD_ZERO_META_LEN 24u
+struct mfd__zero_range {
+	uint32_t block_id;
+	uint64_t first;
+	uint64_t count;
+};
+void mfd__zero_meta_encode(uint8_t meta[MFD_ZERO_META_LEN], const struct mfd__zero_range *z);
+int mfd__zero_meta_decode(const uint8_t *meta, uint32_t meta_len, const struct mfd__ram_limits *lim,
+			  struct mfd__zero_range *z, int chan, struct mfd_error *err);
+
 /* Destination: mark the normal pages of the batch received (atomic; channels share words). */
 void mfd__ram_batch_mark_received(const struct mfd__ram_batch *b, uint32_t page_size,
 				  uint64_t *received);

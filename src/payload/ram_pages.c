@@ -14,8 +14,8 @@ static uint32_t fill_batch(struct mfd__ram_xfer *x, const struct mfd__job *j, st
 	uint32_t ps = x->ram->blocks[r.block].page_size, n = 0;
 	bt->block_id = r.block;
 	bt->zero = 0;
-	if (j->flags & MFD_RAM_JOB_DIRTY) {
-		const uint64_t *map = x->dirty[r.block];
+	if (j->flags & MFD_RAM_JOB_SPARSE) {
+		const uint64_t *map = r.map;
 		uint64_t end = r.first + r.count;
 		for (uint64_t p = mfd__bitmap_next_set(map, end, r.first); p < end && n < MFD_MAX_BATCH_PAGES;
 		     p = mfd__bitmap_next_set(map, end, p + 1))
@@ -65,6 +65,53 @@ static int ram_send(struct mfd__worker *w, const struct mfd__payload *p, const s
 	return 0;
 }
 
+/* Queue spans of the pages set in map: up to span_pages set pages each (count_set), or spans of
+ * span_pages pages that start at a set page (large positional transfers), clean stretches
+ * skipped. */
+static int plan_sparse(struct mfd__ram_xfer *x, struct mfd__job *j, uint32_t b, const uint64_t *map,
+		       struct mfd__pool *pool, uint64_t span_pages, bool count_set)
+{
+	uint64_t n = x->ram->blocks[b].npages;
+	uint64_t pg = mfd__bitmap_next_set(map, n, 0);
+	int rc = 0;
+	j->flags = MFD_RAM_JOB_SPARSE;
+	while (pg < n && rc == 0) {
+		uint64_t first = pg, last = pg;
+		if (count_set) {
+			for (uint64_t k = 0; pg < n && k < span_pages; k++) {
+				last = pg;
+				pg = mfd__bitmap_next_set(map, n, pg + 1);
+			}
+		} else {
+			last = MFD_MIN(first + span_pages, n) - 1;
+			pg = mfd__bitmap_next_set(map, n, last + 1);
+		}
+		struct mfd__ram_job r = { .block = b, .first = first, .count = last - first + 1,
+					  .map = map };
+		mfd__ram_job_set(j, &r);
+		rc = mfd__pool_submit(pool, j);
+	}
+	return rc;
+}
+
+/* The runs of pages clear in map, as zero ranges for the payload that sends them. */
+static int plan_zero_ranges(struct mfd__ram_xfer *x, const struct mfd__plan *plan, uint32_t b,
+			    const uint64_t *map)
+{
+	uint64_t n = x->ram->blocks[b].npages;
+	struct mfd__job j = { .payload = (uint16_t)x->zero_payload, .verb = plan->verb,
+			      .round = plan->round };
+	int rc = 0;
+	for (uint64_t pg = mfd__bitmap_next_clear(map, n, 0); pg < n && rc == 0;) {
+		uint64_t end = mfd__bitmap_next_set(map, n, pg);
+		struct mfd__ram_job r = { .block = b, .first = pg, .count = end - pg };
+		mfd__ram_job_set(&j, &r);
+		rc = mfd__pool_submit(plan->pool, &j);
+		pg = mfd__bitmap_next_clear(map, n, end);
+	}
+	return rc;
+}
+
 int mfd__ram_plan(struct mfd__ram_xfer *x, uint16_t payload, const struct mfd__plan *plan,
 		  uint64_t span_pages, bool count_dirty)
 {
@@ -72,32 +119,23 @@ int mfd__ram_plan(struct mfd__ram_xfer *x, uint16_t payload, const struct mfd__p
 	int rc = 0;
 	for (uint32_t b = 0; b < x->ram->n && rc == 0; b++) {
 		uint64_t n = x->ram->blocks[b].npages;
-		if (plan->round == 0) {	/* the first pass: every page */
-			for (uint64_t pg = 0; pg < n && rc == 0; pg += span_pages) {
-				struct mfd__ram_job r = { .block = b, .first = pg,
-							  .count = MFD_MIN(span_pages, n - pg) };
-				mfd__ram_job_set(&j, &r);
-				rc = mfd__pool_submit(plan->pool, &j);
-			}
+		if (plan->round > 0) {	/* later passes: the pages dirtied since the previous */
+			rc = plan_sparse(x, &j, b, x->dirty[b], plan->pool, span_pages, count_dirty);
 			continue;
 		}
-		/* Later passes: spans of the dirty bitmap, skipping clean stretches.  A stream
-		 * packet holds span_pages dirty pages; a file job spans span_pages pages. */
-		j.flags = MFD_RAM_JOB_DIRTY;
-		const uint64_t *map = x->dirty[b];
-		uint64_t pg = mfd__bitmap_next_set(map, n, 0);
-		while (pg < n && rc == 0) {
-			uint64_t first = pg, last = pg;
-			if (count_dirty) {
-				for (uint64_t k = 0; pg < n && k < span_pages; k++) {
-					last = pg;
-					pg = mfd__bitmap_next_set(map, n, pg + 1);
-				}
-			} else {
-				last = MFD_MIN(first + span_pages, n) - 1;
-				pg = mfd__bitmap_next_set(map, n, last + 1);
-			}
-			struct mfd__ram_job r = { .block = b, .first = first, .count = last - first + 1 };
+		if (x->populated) {	/* the first pass: what may hold data, and zero runs */
+			rc = plan_sparse(x, &j, b, x->populated[b], plan->pool, span_pages, count_dirty);
+			if (rc == 0 && x->zero_payload >= 0)
+				rc = plan_zero_ranges(x, plan, b, x->populated[b]);
+			else if (rc == 0)	/* nothing to send for them (a save: holes) */
+				__atomic_fetch_add(&x->zero_pages, n - mfd__bitmap_count(x->populated[b], n),
+						   __ATOMIC_RELAXED);
+			continue;
+		}
+		j.flags = 0;	/* every page */
+		for (uint64_t pg = 0; pg < n && rc == 0; pg += span_pages) {
+			struct mfd__ram_job r = { .block = b, .first = pg,
+						  .count = MFD_MIN(span_pages, n - pg) };
 			mfd__ram_job_set(&j, &r);
 			rc = mfd__pool_submit(plan->pool, &j);
 		}
@@ -141,6 +179,68 @@ static int ram_recv(struct mfd__worker *w, const struct mfd__payload *p, const s
 		mfd__ram_batch_mark_received(bt, ps, b->received);
 	__atomic_fetch_add(&x->normal_pages, bt->normal, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&x->zero_pages, bt->zero, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* ---- zero ranges ------------------------------------------------------------------------------ */
+
+static int zero_send(struct mfd__worker *w, const struct mfd__payload *p, const struct mfd__job *j)
+{
+	struct mfd__ram_xfer *x = p->ctx;
+	struct mfd__ram_job r = mfd__ram_job_get(j);
+	uint8_t meta[MFD_ZERO_META_LEN];
+	struct mfd__zero_range z = { .block_id = r.block, .first = r.first, .count = r.count };
+	mfd__zero_meta_encode(meta, &z);
+	int rc = mfd__frame_send(w->chan, &w->seq, MFD_PKT_ZERO, j->round, meta, sizeof(meta));
+	if (rc) {
+		mfd__errbox_set(w->errbox, rc, w->chan_id, "sending %llu zero pages of block %u",
+				(unsigned long long)r.count, r.block);
+		return rc;
+	}
+	__atomic_fetch_add(&x->zero_pages, r.count, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Make [first, first + count) of b read as zero, touching only pages that may not. */
+static void apply_zero_range(struct mfd__block *b, uint64_t first, uint64_t count)
+{
+	uint64_t ps = b->page_size, end = first + count;
+	for (uint64_t pg = first; pg < end;) {
+		uint64_t word = pg / 64, lo = pg % 64, hi = MFD_MIN(64, lo + (end - pg));
+		uint64_t mask = (hi - lo == 64 ? ~0ull : ((1ull << (hi - lo)) - 1) << lo);
+		/* A fresh block: pages never received are still zero and stay untouched; a page
+		 * received before (a hostile or odd source) is cleared.  Otherwise: clear what is
+		 * not zero. */
+		uint64_t written = b->received ? __atomic_fetch_or(&b->received[word], mask,
+								   __ATOMIC_RELAXED) & mask : mask;
+		for (uint64_t k = lo; written && k < hi; k++) {
+			if (!((written >> k) & 1))
+				continue;
+			uint8_t *page = b->host + (word * 64 + k) * ps;
+			if (!mfd__is_zero(page, ps))
+				memset(page, 0, ps);
+		}
+		pg = word * 64 + hi;
+	}
+}
+
+static int zero_recv(struct mfd__worker *w, const struct mfd__payload *p, const struct mfd__pkt_hdr *h,
+		     const uint8_t *meta)
+{
+	struct mfd__ram_xfer *x = p->ctx;
+	struct mfd__zero_range z;
+	struct mfd_error e;
+	mfd_error_clear(&e);
+	int rc = mfd__zero_meta_decode(meta, h->meta_len, &x->limits, &z, w->chan_id, &e);
+	if (rc == 0 && h->round != w->round)
+		rc = mfd__err_set(&e, MFD_EROUND, w->chan_id, "ZERO packet %llu of round %u in round %u",
+				  (unsigned long long)h->seq, h->round, w->round);
+	if (rc) {
+		mfd__errbox_setv(w->errbox, &e);
+		return rc;
+	}
+	apply_zero_range(&x->ram->blocks[x->map[z.block_id]], z.first, z.count);
+	__atomic_fetch_add(&x->zero_pages, z.count, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -194,4 +294,11 @@ const struct mfd__payload_ops mfd__ram_pages_ops = {
 	.job = { [MFD_JOB_SEND] = ram_send, [MFD_JOB_DIGEST] = ram_digest_job },
 	.recv = ram_recv,
 	.plan = ram_stream_plan,
+};
+
+const struct mfd__payload_ops mfd__ram_zero_ops = {
+	.name = "ram-zero",
+	.pkt_type = MFD_PKT_ZERO,
+	.job = { [MFD_JOB_SEND] = zero_send },
+	.recv = zero_recv,
 };

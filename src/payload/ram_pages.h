@@ -26,6 +26,12 @@ struct mfd__ram_xfer {
 	/* Source, live: per block, the pages of the round being sent.  Written by the run thread
 	 * between pool barriers, read by workers during a round: the pool's lock orders the two. */
 	uint64_t **dirty;
+	/* Source, first pass: per block, the pages that may hold data (ram/resident.h; the others
+	 * go as zero ranges, or are skipped by a save), or NULL: all.  Written by the run thread
+	 * before the first pass, read by workers during it. */
+	uint64_t **populated;
+	/* The payload that sends zero ranges (MFD_FEAT_ZERO_RANGES negotiated), or -1. */
+	int zero_payload;
 	/* Destination: source block id -> local block index, and what RAM packets are checked
 	 * against (set when the block table is accepted). */
 	const uint32_t *map;
@@ -47,6 +53,7 @@ static inline void mfd__ram_xfer_setup(struct mfd__ram_xfer *x, struct mfd__ram 
 	x->rate = rate;
 	x->zero_detect = zero_detect;
 	x->batch_pages = batch_pages;
+	x->zero_payload = -1;
 }
 
 /* A RAM job's arguments (in struct mfd__job.args). */
@@ -56,8 +63,10 @@ struct mfd__ram_job {
 				 * restore: the file's block index */
 	uint64_t first;		/* pages [first, first + count) */
 	uint64_t count;
+	const uint64_t *map;	/* MFD_RAM_JOB_SPARSE: the bitmap saying which (the block's
+				 * dirty or populated bitmap, alive for the round) */
 };
-#define MFD_RAM_JOB_DIRTY 0x1	/* job flag: only the span's pages set in dirty[block] */
+#define MFD_RAM_JOB_SPARSE 0x1	/* job flag: only the span's pages set in map */
 
 static inline struct mfd__ram_job mfd__ram_job_get(const struct mfd__job *j)
 {
@@ -72,7 +81,7 @@ static inline void mfd__ram_job_set(struct mfd__job *j, const struct mfd__ram_jo
 	memcpy(j->args, r, sizeof(*r));
 }
 
-extern const struct mfd__payload_ops mfd__ram_pages_ops;
+extern const struct mfd__payload_ops mfd__ram_pages_ops, mfd__ram_zero_ops;
 
 /* Queue the jobs of one pass for payload `payload`: every page of every block (round 0) or the
  * pages set in x->dirty, in spans of up to span_pages pages (for dirty spans: up to span_pages

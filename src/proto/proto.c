@@ -117,7 +117,7 @@ int mfd__accept_decode(const uint8_t *b, size_t len, struct mfd__accept *a, int 
 static bool known_type(uint8_t t)
 {
 	switch (t) {
-	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_BLOCKS:
+	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_ZERO: case MFD_PKT_BLOCKS:
 	case MFD_PKT_BLOCKS_ACK: case MFD_PKT_END: case MFD_PKT_COMMIT: case MFD_PKT_ERROR:
 	case MFD_PKT_DEVICE: case MFD_PKT_PING: case MFD_PKT_DEVICES:
 		return true;

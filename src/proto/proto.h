@@ -30,7 +30,8 @@
 #define MFD_FEAT_VERIFY 0x1ull	/* END and COMMIT carry digests */
 #define MFD_FEAT_DEVICES 0x2ull	/* a DEVICES record follows BLOCKS: the destination checks the
 				 * device set before any page moves */
-#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_DEVICES)
+#define MFD_FEAT_ZERO_RANGES 0x4ull	/* ZERO packets: runs of pages that read as zero */
+#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_DEVICES | MFD_FEAT_ZERO_RANGES)
 
 /* ---- handshake ------------------------------------------------------------------------- */
 struct mfd__hello {
@@ -63,6 +64,7 @@ enum mfd__pkt_type {
 	MFD_PKT_RAM = 1,	/* data: a RAM page batch */
 	MFD_PKT_SYNC = 2,	/* data: end of a round on this channel */
 	MFD_PKT_EOS = 3,	/* data: end of stream on this channel */
+	MFD_PKT_ZERO = 4,	/* data: a run of pages that read as zero (never written) */
 	MFD_PKT_BLOCKS = 16,	/* main: the RAM block table */
 	MFD_PKT_BLOCKS_ACK = 17,	/* main, dest -> src: block table accepted (or not) */
 	MFD_PKT_END = 18,	/* main: everything was sent; totals and digest */

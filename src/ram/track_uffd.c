@@ -71,34 +71,7 @@
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-#ifndef PAGEMAP_SCAN
-struct page_region {
-	uint64_t start;		/* [start, end) of a run of pages with the same categories */
-	uint64_t end;
-	uint64_t categories;	/* PAGE_IS_* of the run, masked by return_mask */
-};
-
-struct pm_scan_arg {
-	uint64_t size;		/* sizeof(struct pm_scan_arg) */
-	uint64_t flags;		/* PM_SCAN_* */
-	uint64_t start;		/* page aligned */
-	uint64_t end;
-	uint64_t walk_end;	/* out: where the walk stopped (== end when it finished) */
-	uint64_t vec;		/* struct page_region array */
-	uint64_t vec_len;
-	uint64_t max_pages;	/* 0 = no limit */
-	uint64_t category_inverted;	/* categories that match when absent */
-	uint64_t category_mask;		/* a page must match all of these */
-	uint64_t category_anyof_mask;	/* ... and one of these, if any */
-	uint64_t return_mask;		/* categories reported in page_region */
-};
-
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_WPALLOWED (1 << 0)
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PM_SCAN_WP_MATCHING (1 << 0)	/* write-protect the pages that matched */
-#define PM_SCAN_CHECK_WPASYNC (1 << 1)	/* fail (EPERM) on a range without async WP */
-#endif
+#include "ram/pagemap.h"
 
 #define SCAN_VEC_LEN 512	/* page_region entries per PAGEMAP_SCAN call */
 #define MSGS_PER_READ 64	/* uffd messages read at once by the handler */
