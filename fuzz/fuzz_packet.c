@@ -11,6 +11,7 @@
  *   7  ERROR record, 8-byte message buffer
  *   8  DEVICE meta
  *   9  DEVICES: 8 bytes of meta, then the entries as the packet's data
+ *   10 ZERO meta with limits A
  *
  * After a successful decode the target checks what the decoder promises (docs/format.md): every
  * bound holds, and the decoded record re-encodes to exactly the bytes read.  A violation
@@ -202,6 +203,28 @@ static void error_rec(const uint8_t *m, uint32_t len, size_t cap)
 			FAIL("message written past its %zu-byte buffer", cap);
 }
 
+static void zero_meta(const uint8_t *m, uint32_t len, const struct mfd__ram_limits *lim)
+{
+	struct mfd_error e;
+	struct mfd__zero_range z;
+	mfd_error_clear(&e);
+	int rc = mfd__zero_meta_decode(m, len, lim, &z, 1, &e);
+	if (rc) {
+		check_err(&e, rc);
+		return;
+	}
+	if (z.block_id >= lim->nblocks)
+		FAIL("zero range in block %u of %u", z.block_id, lim->nblocks);
+	uint64_t pages = lim->block_len[z.block_id] / lim->page_size;
+	if (z.count == 0 || z.first >= pages || z.count > pages - z.first)
+		FAIL("zero range %llu + %llu of %llu pages", (unsigned long long)z.first,
+		     (unsigned long long)z.count, (unsigned long long)pages);
+	uint8_t again[MFD_ZERO_META_LEN];
+	mfd__zero_meta_encode(again, &z);
+	if (memcmp(again, m, MFD_ZERO_META_LEN))
+		FAIL("accepted ZERO meta does not re-encode to its own bytes");
+}
+
 static struct mfd__device_desc devs[MFD_DEVICES_MAX];
 static uint8_t devs_reenc[MFD_DEVICES_MAX * MFD_DEVICES_ENTRY_MAX];
 
@@ -289,6 +312,9 @@ static void packet(const uint8_t *p, size_t size)
 	case MFD_PKT_DEVICE:
 		device_meta(meta, h.meta_len);
 		break;
+	case MFD_PKT_ZERO:
+		zero_meta(meta, h.meta_len, &limits_a);
+		break;
 	case MFD_PKT_DEVICES:
 		if (h.meta_len == MFD_DEVICES_META_LEN && h.data_len <= size - MFD_PKT_HDR_LEN - h.meta_len)
 			device_table(meta, meta + h.meta_len, h.data_len);
@@ -302,7 +328,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t sel = data[0] % 10;
+	uint8_t sel = data[0] % 11;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
 	/* Record decoders take a u32 length; the header bounds meta at 128 KiB anyway. */
@@ -334,6 +360,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 8:
 		device_meta(p, len);
+		break;
+	case 10:
+		zero_meta(p, len, &limits_a);
 		break;
 	case 9:
 		if (n >= MFD_DEVICES_META_LEN)
