@@ -8,7 +8,8 @@ VERSION_PATCH := 0
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 CC       ?= cc
-PKG_DEPS := zlib libzstd liblz4
+# pkg-config packages the code links (none yet: zlib, zstd and lz4 come with the codecs).
+PKG_DEPS :=
 SANITIZE ?=
 ifeq ($(SANITIZE),)
 BUILD    ?= build
@@ -20,8 +21,10 @@ comma := ,
 OPT      ?= -O2 -g
 WERROR   ?= -Werror
 CFLAGS   ?=
+ifneq ($(PKG_DEPS),)
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKG_DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKG_DEPS) 2>/dev/null)
+endif
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation \
 	$(WERROR) $(OPT) -fPIC -fvisibility=hidden -pthread -MMD -MP -Iinclude -Isrc \
 	-DMFD_VERSION_STRING='"$(VERSION)"' $(DEP_CFLAGS)
@@ -65,17 +68,24 @@ cli: $(CLI_BIN)
 tests: $(TEST_BINS)
 fuzz: $(FUZZ_BINS)
 
+# Order: `make test` and `make demo` install what is missing (deps) before anything checks
+# (deps-check) or compiles (every object waits for deps-check), so `make -j2 test` works on a
+# fresh machine.
 deps-check:
 	@scripts/deps.sh --check
 
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/%.o: %.c
+ifneq ($(filter deps test demo,$(MAKECMDGOALS)),)
+deps-check: deps
+endif
+
+$(BUILD)/%.o: %.c | deps-check
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.S
+$(BUILD)/%.o: %.S | deps-check
 	@mkdir -p $(dir $@)
 	$(call say,AS,$<)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -117,7 +127,8 @@ fuzz-libfuzzer:
 test: deps all
 	@scripts/runtests.sh $(BUILD)
 
-demo: deps all
+# The demo needs the command only (not the tests or fuzz targets).
+demo: deps cli
 	$(CLI_BIN) demo
 
 clean:

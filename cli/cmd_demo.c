@@ -233,8 +233,7 @@ int cmd_demo(int argc, char **argv)
 	d.src = spawn(&d, src_args, lsrc);
 	if (!d.json)
 		fprintf(stderr, "multifd demo: guest of %" PRIu64 " MiB dirtying %" PRIu64
-			" MiB, %u channels (logs in %s)\n", d.mem >> 20, d.dirty >> 20, d.channels,
-			d.dir);
+			" MiB, %u channels\n", d.mem >> 20, d.dirty >> 20, d.channels);
 
 	/* The source guest runs (a few sweeps done), the destination listens. */
 	double deadline = cli_now_s() + 60;

@@ -6,7 +6,7 @@
  *
  * Not part of the default build.  From the top of the tree, after `make lib`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc fuzz/gen_snapfile.c build/libmultifd.a -pthread \
- *      $(pkg-config --libs zlib libzstd liblz4) -lm -o /tmp/gen_snapfile
+ *     -lm -o /tmp/gen_snapfile
  *   /tmp/gen_snapfile fuzz/corpus/snapfile
  * Deterministic except for the snapshot id and creation time in each header. */
 #include <errno.h>

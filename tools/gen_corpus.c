@@ -3,7 +3,7 @@
  *
  * Not part of the default build.  Build and run from the top of the tree after `make lib`:
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc tools/gen_corpus.c build/libmultifd.a -pthread \
- *      $(pkg-config --libs zlib libzstd liblz4) -o /tmp/gen_corpus && /tmp/gen_corpus fuzz/corpus
+ *     -o /tmp/gen_corpus && /tmp/gen_corpus fuzz/corpus
  * Output is deterministic (fixed session id, fixed page contents).  Input formats: fuzz/README.md. */
 #include <errno.h>
 #include <stdio.h>
