@@ -2,9 +2,12 @@
 # Quiet unless V=1.  SANITIZE=address,undefined or SANITIZE=thread for sanitizer builds
 # (they go to their own build directory so they never mix objects with the normal build).
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# The version lives in one place, include/multifd.h (MFD_VERSION_MAJOR/MINOR/PATCH), as zstd
+# keeps it in zstd.h: the installed header must carry it anyway.
+version_of = $(shell sed -n 's/^\#define MFD_VERSION_$(1)[[:blank:]]*\([0-9][0-9]*\).*/\1/p' include/multifd.h)
+VERSION_MAJOR := $(call version_of,MAJOR)
+VERSION_MINOR := $(call version_of,MINOR)
+VERSION_PATCH := $(call version_of,PATCH)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 CC       ?= cc
@@ -26,8 +29,7 @@ DEP_CFLAGS := $(shell pkg-config --cflags $(PKG_DEPS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKG_DEPS) 2>/dev/null)
 endif
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Wno-format-truncation \
-	$(WERROR) $(OPT) -fPIC -fvisibility=hidden -pthread -MMD -MP -Iinclude -Isrc \
-	-DMFD_VERSION_STRING='"$(VERSION)"' $(DEP_CFLAGS)
+	$(WERROR) $(OPT) -fPIC -fvisibility=hidden -pthread -MMD -MP -Iinclude -Isrc $(DEP_CFLAGS)
 LDLIBS   := $(DEP_LIBS) -pthread -lm
 ifneq ($(SANITIZE),)
 # GCC 12 reports false stringop-overflow warnings on atomics when sanitizers instrument them.

@@ -17,6 +17,30 @@
  *     mfd_session_run(s, &err);                               // blocks until done or failed
  *     mfd_session_get_stats(s, &st);
  *     mfd_session_free(s);
+ *
+ * A session is single-use: it runs once (mfd_session_run a second time fails with MFD_ESTATE),
+ * successfully or not; another migration, save or restore takes a new session.
+ *
+ * Threads.  The library keeps no global state: calls on different sessions never interfere.
+ * A session belongs to one thread at a time, its owner (the one that created it, or any thread
+ * it is handed to with proper synchronisation), which makes every call on it except those
+ * marked "any thread": those may come from any thread at any time while the session exists,
+ * concurrently with each other and with the owner's calls (mfd_session_run included), but not
+ * with or after mfd_session_free.  Calls that take no session (mfd_strerror, mfd_version,
+ * mfd_uri_check, mfd_stats_json, mfd_snapshot_inspect, ...) are safe from any thread on
+ * arguments no other thread writes.  Callbacks run on the thread that runs mfd_session_run
+ * unless their comment says otherwise, never with a library lock held.
+ *
+ * Growing structures.  struct mfd_stats, struct mfd_callbacks and struct mfd_snapshot_info gain
+ * members, at their end only, in later releases.  Every call that takes one also takes its
+ * size: the macro of the plain name (mfd_session_get_stats, mfd_session_set_callbacks, ...)
+ * passes sizeof of the struct as this header declares it, so callers write nothing more, and
+ * a program built against an older header keeps working with a newer library (the library reads
+ * and fills only the bytes the caller's struct has; a member the caller does not have counts as
+ * zero or NULL).  A struct that is an element of an array (struct mfd_channel_stats,
+ * mfd_snapshot_block, mfd_snapshot_device, mfd_kvm_slot), struct mfd_error and struct
+ * mfd_device_ops never change: what they would need comes as a new member elsewhere or a new
+ * call.  docs/design.md, "The API and its growth", says why.
  */
 #ifndef MULTIFD_H
 #define MULTIFD_H
@@ -34,6 +58,20 @@ extern "C" {
 #else
 #define MFD_API
 #endif
+
+/* ---- version --------------------------------------------------------------------------- */
+
+/* The library's version, in this one place (the Makefile reads it from here).  The number is
+ * MAJOR * 10000 + MINOR * 100 + PATCH, so that it compares as versions do (0.2.0 is 200). */
+#define MFD_VERSION_MAJOR 0
+#define MFD_VERSION_MINOR 2
+#define MFD_VERSION_PATCH 0
+#define MFD_VERSION_NUMBER (MFD_VERSION_MAJOR * 10000 + MFD_VERSION_MINOR * 100 + MFD_VERSION_PATCH)
+
+/* The version of the library actually loaded, which may be newer than the header a program was
+ * built with: "0.2.0", and MFD_VERSION_NUMBER as that library defines it.  Any thread. */
+MFD_API const char *mfd_version(void);
+MFD_API unsigned mfd_version_number(void);
 
 /* ---- errors --------------------------------------------------------------------------- */
 
@@ -83,10 +121,13 @@ struct mfd_error {
 	char msg[MFD_ERROR_MSG_MAX];	/* human-readable, names the channel and cause */
 };
 
-/* Name of a code (0, -errno or MFD_E*).  Never NULL; the string is static. */
+/* Name of a code (0, -errno or MFD_E*).  Never NULL.  The string is static, except for -errno
+ * codes, whose text is in a buffer of the calling thread that the thread's next call reuses.
+ * Any thread. */
 MFD_API const char *mfd_strerror(int code);
+/* Make err empty (code 0, channel -1, message "") so that the next error recorded in it is
+ * kept; a zero-initialised record is empty too, but for its channel.  NULL is fine. */
 MFD_API void mfd_error_clear(struct mfd_error *err);
-MFD_API const char *mfd_version(void);
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
@@ -143,11 +184,19 @@ enum mfd_option {
 
 struct mfd_session;
 
-/* Create a session; NULL when out of memory.  Free with mfd_session_free (NULL is fine). */
+/* Create a session; NULL when out of memory or for an unknown role.  The calling thread owns it.
+ * Free with mfd_session_free (NULL is fine), which joins every thread of the session: call it
+ * after mfd_session_run returned (or if it never ran), from the owner, with no "any thread" call
+ * under way or to come. */
 MFD_API struct mfd_session *mfd_session_new(enum mfd_role role);
 MFD_API void mfd_session_free(struct mfd_session *s);
 
-/* Set an option before connect/listen.  Returns 0, -EINVAL (value out of range) or MFD_ESTATE. */
+/* Set an option.  Before connect, listen or open_file: every option, from the owner.  Later,
+ * and while the session runs: MFD_OPT_MAX_BANDWIDTH and MFD_OPT_DOWNTIME_MS only, from any
+ * thread (an operator's "migrate-set-parameters"): a new bandwidth cap applies from the next
+ * packet, a new downtime limit from the end of the current round.  Returns 0, -EINVAL (unknown
+ * option, value out of range, or an option the role does not have) or MFD_ESTATE (too late for
+ * this option). */
 MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t value);
 
 /* Flags for mfd_ram_block_add. */
@@ -155,36 +204,40 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 				 * mapping), so zero pages received for the first time need no
 				 * write and are never faulted in */
 
-/* Register a RAM block.  The memory [host, host+len) is owned by the caller and must stay mapped
- * until the session is freed.  len must be a multiple of page_size; page_size a power of two from
+/* Register a RAM block (owner, before connect/listen/open).  The memory [host, host+len) is owned
+ * by the caller and must stay mapped until the session is freed.  len must be a multiple of page_size; page_size a power of two from
  * 4 KiB to 64 KiB, the same for every block of a session (huge-page backed memory is still moved
  * and tracked in small pages).  Block names are unique within a session; both sides register the same names,
  * lengths and page sizes (the destination checks).  Returns the block index (>= 0) or an error. */
 MFD_API int mfd_ram_block_add(struct mfd_session *s, const char *name, void *host, uint64_t len,
 			      uint32_t page_size, unsigned flags);
 
-/* Outgoing: connect the main channel and every data channel to uri and handshake.
+/* Outgoing: connect the main channel and every data channel to uri and handshake (owner).
  * uri: tcp:HOST:PORT (HOST may be [v6]), unix:PATH, fd:A,B,... (one connected fd per channel,
  * main first; the session takes ownership).  Blocks up to MFD_OPT_TIMEOUT_MS. */
 MFD_API int mfd_session_connect(struct mfd_session *s, const char *uri, struct mfd_error *err);
 
 /* Incoming: bind and listen on uri (tcp:HOST:PORT with port 0 for any, unix:PATH, or fd:N of a
- * listening socket, or fd:A,B,... of already connected sockets).  Returns without waiting. */
+ * listening socket, or fd:A,B,... of already connected sockets).  Returns without waiting
+ * (owner). */
 MFD_API int mfd_session_listen(struct mfd_session *s, const char *uri, struct mfd_error *err);
 
 /* Check a channel URI's syntax without connecting or listening (tcp:HOST:PORT, tcp:[V6]:PORT,
- * unix:PATH, fd:N[,N...], file:PATH).  Returns 0 or MFD_EURI with the reason in err. */
+ * unix:PATH, fd:N[,N...], file:PATH).  Returns 0 or MFD_EURI with the reason in err.  Any
+ * thread. */
 MFD_API int mfd_uri_check(const char *uri, struct mfd_error *err);
 
-/* The address actually listened on, as a URI (tcp port resolved).  Returns 0 or -ENOSPC. */
+/* The address actually listened on, as a URI (tcp port resolved).  Returns 0, -ENOSPC or
+ * MFD_ESTATE (not an incoming session).  Owner, or any thread once listen returned. */
 MFD_API int mfd_session_local_uri(struct mfd_session *s, char *buf, size_t len);
 
-/* Run to completion.  Outgoing: send every page of every block, then wait for the destination
- * to commit.  Incoming: accept the channels (any order), receive, commit.  Blocks. */
+/* Run to completion (owner; once per session).  Outgoing: send every page of every block, then
+ * wait for the destination to commit.  Incoming: accept the channels (any order), receive,
+ * commit.  Blocks; mfd_session_cancel from another thread ends it early. */
 MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err);
 
-/* Ask a running session to stop; mfd_session_run then returns MFD_ECANCELED.  Thread-safe and
- * async-signal-unsafe; may be called from any thread at any time, several times. */
+/* Ask a running session to stop; mfd_session_run then returns MFD_ECANCELED.  Any thread, any
+ * time, several times (not from a signal handler: it takes a lock). */
 MFD_API void mfd_session_cancel(struct mfd_session *s);
 
 /* ---- dirty tracking (live migration) ------------------------------------------------------ */
@@ -202,16 +255,26 @@ struct mfd_kvm_slot {
 };
 
 /* Choose how the source finds pages written during the migration.  Without a tracker the
- * session sends every page once (the memory must not change).  Call before connect. */
+ * session sends every page once (the memory must not change).  Owner, after the blocks are
+ * registered and before connect/open. */
 MFD_API int mfd_session_track_uffd(struct mfd_session *s);	/* userfaultfd write-protect */
 MFD_API int mfd_session_track_kvm(struct mfd_session *s, int vm_fd, const struct mfd_kvm_slot *slots,
 				  unsigned nslots);		/* KVM dirty log; slots copied */
 MFD_API int mfd_session_track_manual(struct mfd_session *s);	/* mfd_session_mark_dirty */
-/* Manual tracking: the embedder reports a write.  Thread-safe, lock-free; any time. */
+/* Manual tracking: the embedder reports a write.  Any thread, lock-free, any time after
+ * mfd_session_track_manual. */
 MFD_API int mfd_session_mark_dirty(struct mfd_session *s, int block, uint64_t offset, uint64_t len);
 
+/* What mfd_callbacks.event reports (more may come: ignore the ones you do not know). */
+enum mfd_event {
+	MFD_EVENT_STATUS = 1,	/* the status changed; value: the new one (enum mfd_status) */
+	MFD_EVENT_ROUND = 2,	/* a precopy round (pass over the pages) began; value: its number,
+				 * 1 for the first full pass (QEMU's MIGRATION_PASS) */
+};
+
 /* What the library asks of the embedder during a session.  Called from the thread that runs
- * mfd_session_run.  Every member may be NULL. */
+ * mfd_session_run (but see event).  Every member may be NULL.  A struct that grows (see the top
+ * of this header): members are only ever added at the end. */
 struct mfd_callbacks {
 	/* Switchover: stop the guest (vCPUs, devices) now.  0, or a negative code to abort. */
 	int (*stop)(void *opaque);
@@ -223,8 +286,24 @@ struct mfd_callbacks {
 	/* Something the embedder may want in its log (a listening destination refused a
 	 * connection, and why).  One line, no newline.  Any role. */
 	void (*log)(void *opaque, const char *msg);
+	/* Since 0.2.  Progress worth telling an operator (enum mfd_event), so that nobody needs
+	 * to poll: every status change (setup, active, switchover, and the final one) and every
+	 * precopy round.  Called on the thread that made the change: the one in
+	 * mfd_session_connect, listen, open_file or run, or mfd_session_cancel's caller for a
+	 * session canceled before it ran.  It may call mfd_session_get_stats; it must return
+	 * quickly (the migration waits for it). */
+	void (*event)(void *opaque, int event, uint64_t value);
 };
-MFD_API void mfd_session_set_callbacks(struct mfd_session *s, const struct mfd_callbacks *cb);
+
+/* Set the callbacks (owner, before connect/listen/open).  The struct is copied: it need not
+ * outlive the call (opaque must outlive the session).  NULL clears them.  Returns 0,
+ * MFD_ESTATE (too late), -EINVAL (size below the first release's struct) or -E2BIG (cb_size
+ * larger than this library's struct, with a member it does not know set).  Through the macro,
+ * cb_size is sizeof(struct mfd_callbacks) of the header the caller was built with. */
+MFD_API int mfd_session_set_callbacks_sized(struct mfd_session *s, const struct mfd_callbacks *cb,
+					    size_t cb_size);
+#define mfd_session_set_callbacks(s, cb) \
+	mfd_session_set_callbacks_sized((s), (cb), sizeof(struct mfd_callbacks))
 
 /* ---- device state ------------------------------------------------------------------------- */
 
@@ -237,18 +316,20 @@ struct mfd_device_ops {
 	int (*load)(void *opaque, const void *buf, size_t len, uint32_t version);
 };
 
-/* Register a device on either side.  (name, instance) identifies it; the destination accepts
- * state from versions up to its own.  ops and opaque must outlive the session. */
+/* Register a device on either side (owner, before connect/listen/open).  (name, instance)
+ * identifies it; the destination accepts state from versions up to its own.  ops and opaque
+ * must outlive the session; the callbacks run on the thread that runs mfd_session_run. */
 MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t instance,
 			   uint32_t version, const struct mfd_device_ops *ops, void *opaque);
 
-/* Optional, after mfd_device_add: what the device's state depends on, as printable text of up to
- * 255 bytes that must be equal on both sides ("vcpus=2 model=host"), and, when its state always
- * has the same size, that size (0: it varies).  Before any page moves, a destination compares
- * the source's device set with its own (names, instances, versions, these descriptions) and
- * refuses a migration it could not load (MFD_EDEVICE, naming the device and both descriptions,
- * reported on both sides).  A save of another size than declared fails (MFD_EDEVICE).  Returns
- * 0, -ENOENT (no such device), -EINVAL (config too long or not printable) or MFD_ESTATE. */
+/* Optional, after mfd_device_add (owner, before connect/listen/open): what the device's state
+ * depends on, as printable text of up to 255 bytes that must be equal on both sides ("vcpus=2
+ * model=host"), and, when its state always has the same size, that size (0: it varies).
+ * Before any page moves, a destination compares the source's device set with its own (names,
+ * instances, versions, these descriptions) and refuses a migration it could not load
+ * (MFD_EDEVICE, naming the device and both descriptions, reported on both sides).  A save of
+ * another size than declared fails (MFD_EDEVICE).  Returns 0, -ENOENT (no such device),
+ * -EINVAL (config too long or not printable) or MFD_ESTATE. */
 MFD_API int mfd_device_describe(struct mfd_session *s, const char *name, uint32_t instance,
 				const char *config, uint64_t fixed_size);
 
@@ -259,6 +340,8 @@ struct mfd_channel_stats {
 	uint64_t packets;
 };
 
+/* A struct that grows (see the top of this header).  chan[] keeps its 65 entries: were
+ * MFD_MAX_CHANNELS ever to grow, the channels past 64 would come through a call of their own. */
 struct mfd_stats {
 	int status;			/* enum mfd_status */
 	uint64_t total_ms;		/* from run start to completion (or now) */
@@ -292,6 +375,10 @@ struct mfd_stats {
 	uint64_t rejected_connections;	/* destination: connections refused and closed while it
 					 * waited (no hello in time, not a hello we take, another
 					 * session's): strangers, or a source we cannot serve */
+	/* Since 0.2: the current round (a precopy pass, or the only one), for a percentage. */
+	uint64_t round_bytes;		/* memory the round covers: all of it for the first pass,
+					 * the dirty set found by the sync before it after that */
+	uint64_t round_done_bytes;	/* of those, bytes already sent or saved (zero pages count) */
 };
 
 enum mfd_status {
@@ -304,14 +391,31 @@ enum mfd_status {
 	MFD_STATUS_CANCELLED,
 };
 
+/* The name of a status as the JSON and the command print it: "none", "setup", "active",
+ * "switchover", "completed", "failed", "cancelled"; "unknown" for any other value.  Static
+ * string; any thread. */
 MFD_API const char *mfd_status_name(int status);
 
-/* Snapshot of the statistics; may be called from any thread while the session runs. */
-MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st);
+/* A snapshot of the statistics into st (st_size bytes of it; see the top of this header).  Any
+ * thread, at any time, also while the session runs. */
+MFD_API void mfd_session_get_stats_sized(struct mfd_session *s, struct mfd_stats *st,
+					 size_t st_size);
+#define mfd_session_get_stats(s, st) \
+	mfd_session_get_stats_sized((s), (st), sizeof(struct mfd_stats))
 
-/* The stats as one JSON object (no trailing newline).  Returns the length that the full object
- * needs (like snprintf); the output is truncated but NUL-terminated when len is too small. */
-MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
+/* The version of the JSON that mfd_stats_json writes (its "schema" member), and the command's
+ * JSON too (docs/json.md): it changes when a member is removed or changes meaning, not when
+ * one is added. */
+#define MFD_JSON_SCHEMA 1
+
+/* The stats as one JSON object (no trailing newline), documented member by member in
+ * docs/json.md.  Returns the length that the full object needs (like snprintf); the output is
+ * truncated but NUL-terminated when len is too small (4096 bytes hold any object with up to 32
+ * channels).  Any thread. */
+MFD_API int mfd_stats_json_sized(const struct mfd_stats *st, size_t st_size, char *buf,
+				 size_t len);
+#define mfd_stats_json(st, buf, len) \
+	mfd_stats_json_sized((st), sizeof(struct mfd_stats), (buf), (len))
 
 /* ---- mapped-ram snapshots ------------------------------------------------------------------ */
 /*
@@ -377,7 +481,7 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len);
  * blocks: same names, lengths and page sizes (MFD_EBLOCKTABLE, MFD_EPAGESIZE), and its devices
  * against the registered devices (MFD_EDEVICE).  Register blocks and devices, choose the
  * tracker and set options first: they are fixed from here.  Returns 0 or a negative code with
- * the reason in err. */
+ * the reason in err.  Owner. */
 MFD_API int mfd_session_open_file(struct mfd_session *s, const char *path, struct mfd_error *err);
 
 /* The same on descriptors the embedder opened (a management layer that keeps the path away
@@ -388,7 +492,7 @@ MFD_API int mfd_session_open_file(struct mfd_session *s, const char *path, struc
  * data (this turns MFD_OPT_DIRECT_IO on), or -1.  The session owns both descriptors from the
  * call on, whatever it returns.  Errors as mfd_session_open_file, plus -EBADF (bad descriptor or
  * access mode) and -EINVAL (not a regular file, two different files, direct_fd without O_DIRECT,
- * or MFD_OPT_DIRECT_IO set without a direct_fd). */
+ * or MFD_OPT_DIRECT_IO set without a direct_fd).  Owner. */
 MFD_API int mfd_session_open_fds(struct mfd_session *s, int fd, int direct_fd, struct mfd_error *err);
 
 struct mfd_snapshot_block {
@@ -410,6 +514,7 @@ struct mfd_snapshot_device {
 	int status;			/* 0, or the error found in this section (checksum) */
 };
 
+/* A struct that grows (see the top of this header). */
 struct mfd_snapshot_info {
 	/* Filled from the first check that passes (the header) on: */
 	uint32_t version;		/* file format version */
@@ -441,11 +546,18 @@ struct mfd_snapshot_info {
  * is validated, memory use is bounded by the block and device counts (bitmaps and device states
  * are streamed, never held).  Returns 0 when the whole file is valid; otherwise the first error
  * (err says where), with info filled as far as the checks got (a bad bitmap or device checksum
- * is recorded in that entry's status and the check goes on, so every bad part is listed).
- * Free info with mfd_snapshot_info_free, whatever the result. */
-MFD_API int mfd_snapshot_inspect(const char *path, struct mfd_snapshot_info *info,
-				 struct mfd_error *err);
-MFD_API void mfd_snapshot_info_free(struct mfd_snapshot_info *info);
+ * is recorded in that entry's status and the check goes on, so every bad part is listed), or
+ * -EINVAL when info_size is below the first release's struct.  Free info with
+ * mfd_snapshot_info_free, whatever the result.  Any thread (the file is only read). */
+MFD_API int mfd_snapshot_inspect_sized(const char *path, struct mfd_snapshot_info *info,
+				       size_t info_size, struct mfd_error *err);
+#define mfd_snapshot_inspect(path, info, err) \
+	mfd_snapshot_inspect_sized((path), (info), sizeof(struct mfd_snapshot_info), (err))
+/* Free what inspect or verify allocated in info (blocks, devices) and empty those members.
+ * NULL is fine. */
+MFD_API void mfd_snapshot_info_free_sized(struct mfd_snapshot_info *info, size_t info_size);
+#define mfd_snapshot_info_free(info) \
+	mfd_snapshot_info_free_sized((info), sizeof(struct mfd_snapshot_info))
 
 /* mfd_snapshot_inspect, then every present page is read and checked against its checksum (a
  * file saved with MFD_OPT_PAGE_CHECKSUMS), and the digest of all pages against the saved one (a
@@ -453,12 +565,14 @@ MFD_API void mfd_snapshot_info_free(struct mfd_snapshot_info *info);
  * page is the error (MFD_ECHECKSUM, naming its block, page and file offset); info counts them
  * all.  It only reads the file, so it may run while a guest lazily restored from it runs: the
  * background scrub a lazy restore's embedder can run to learn of a corrupt page. */
-MFD_API int mfd_snapshot_verify(const char *path, struct mfd_snapshot_info *info,
-				struct mfd_error *err);
+MFD_API int mfd_snapshot_verify_sized(const char *path, struct mfd_snapshot_info *info,
+				      size_t info_size, struct mfd_error *err);
+#define mfd_snapshot_verify(path, info, err) \
+	mfd_snapshot_verify_sized((path), (info), sizeof(struct mfd_snapshot_info), (err))
 
 /* ---- utilities ------------------------------------------------------------------------- */
 
-/* 64-bit digest of a buffer (not cryptographic; used by verify modes and tools). */
+/* 64-bit digest of a buffer (not cryptographic; used by verify modes and tools).  Any thread. */
 MFD_API uint64_t mfd_digest(const void *buf, size_t len, uint64_t seed);
 
 #ifdef __cplusplus

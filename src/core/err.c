@@ -64,9 +64,17 @@ MFD_API void mfd_error_clear(struct mfd_error *err)
 	err->msg[0] = '\0';
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 MFD_API const char *mfd_version(void)
 {
-	return MFD_VERSION_STRING;
+	return STR(MFD_VERSION_MAJOR) "." STR(MFD_VERSION_MINOR) "." STR(MFD_VERSION_PATCH);
+}
+
+MFD_API unsigned mfd_version_number(void)
+{
+	return MFD_VERSION_NUMBER;
 }
 
 static int err_vset(struct mfd_error *err, int code, int channel, const char *fmt, va_list ap)

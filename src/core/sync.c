@@ -71,20 +71,37 @@ void mfd__ratelimit_destroy(struct mfd__ratelimit *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
+void mfd__ratelimit_set(struct mfd__ratelimit *r, uint64_t rate_bps)
+{
+	pthread_mutex_lock(&r->lock);
+	__atomic_store_n(&r->rate_bps, rate_bps, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->generation, r->generation + 1, __ATOMIC_RELAXED);
+	r->next_ns = 0;		/* a fresh timeline at the new rate */
+	pthread_mutex_unlock(&r->lock);
+}
+
 int mfd__ratelimit_wait(struct mfd__ratelimit *r, uint64_t bytes, const int *abort)
 {
-	if (!r->rate_bps)
-		return 0;
 	const uint64_t burst_ns = 50000000ull;
+reserve:
+	if (!__atomic_load_n(&r->rate_bps, __ATOMIC_RELAXED))
+		return 0;	/* unlimited: no lock per packet */
 	uint64_t now = mfd__now_ns();
 	pthread_mutex_lock(&r->lock);
+	uint64_t rate = r->rate_bps, gen = r->generation;
+	if (!rate) {
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
 	uint64_t start = r->next_ns + burst_ns < now ? now - burst_ns : r->next_ns;
 	/* bytes * 1e9 / rate without overflow for any realistic packet size and rate. */
-	r->next_ns = start + (uint64_t)((double)bytes * 1e9 / (double)r->rate_bps);
+	r->next_ns = start + (uint64_t)((double)bytes * 1e9 / (double)rate);
 	pthread_mutex_unlock(&r->lock);
 	while ((now = mfd__now_ns()) < start) {
 		if (__atomic_load_n(abort, __ATOMIC_ACQUIRE))
 			return -1;
+		if (__atomic_load_n(&r->generation, __ATOMIC_RELAXED) != gen)
+			goto reserve;	/* a new rate: this slot was taken at the old one */
 		uint64_t left = start - now, slice = left < 10000000ull ? left : 10000000ull;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)slice };
 		nanosleep(&ts, NULL);

@@ -2,6 +2,7 @@
 #ifndef MFD_CORE_UTIL_H
 #define MFD_CORE_UTIL_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,26 @@ static inline uint64_t mfd__get64(const uint8_t *p)
 }
 
 static inline bool mfd__is_pow2(uint64_t v) { return v && !(v & (v - 1)); }
+
+/* Growing public structs (multifd.h, "Growing structures"): the caller's struct has
+ * `theirs` bytes, ours has `ours`.  Out: fill the caller's part, zero what we do not know.
+ * In: take the caller's part, zero ours beyond it; -E2BIG when the caller set a member we do
+ * not know, which we would silently ignore otherwise. */
+static inline void mfd__struct_out(void *dst, size_t theirs, const void *src, size_t ours)
+{
+	memcpy(dst, src, theirs < ours ? theirs : ours);
+	if (theirs > ours)
+		memset((char *)dst + ours, 0, theirs - ours);
+}
+static inline int mfd__struct_in(void *dst, size_t ours, const void *src, size_t theirs)
+{
+	for (size_t i = ours; i < theirs; i++)
+		if (((const char *)src)[i])
+			return -E2BIG;
+	memset(dst, 0, ours);
+	memcpy(dst, src, theirs < ours ? theirs : ours);
+	return 0;
+}
 
 /* Monotonic clock. */
 static inline uint64_t mfd__now_ns(void)

@@ -15,16 +15,48 @@
 static int inspect(const char *path, struct mfd_snapshot_info *info, bool verify,
 		   struct mfd_error *err);
 
-MFD_API int mfd_snapshot_inspect(const char *path, struct mfd_snapshot_info *info,
-				 struct mfd_error *err)
+/* struct mfd_snapshot_info grows at its end (multifd.h, "Growing structures"): the 0.1 struct
+ * ended with digest_ok, and the plain names are its entry points (MULTIFD_0.1). */
+#define INFO_SIZE_0_1 (offsetof(struct mfd_snapshot_info, digest_ok) + sizeof(bool))
+
+static int inspect_sized(const char *path, struct mfd_snapshot_info *info, size_t info_size,
+			 bool verify, struct mfd_error *err)
 {
-	return inspect(path, info, false, err);
+	if (info_size < INFO_SIZE_0_1)
+		return mfd__err_set(err, -EINVAL, -1, "struct mfd_snapshot_info of %zu bytes: too small",
+				    info_size);
+	struct mfd_snapshot_info full;
+	int rc = inspect(path, &full, verify, err);
+	mfd__struct_out(info, info_size, &full, sizeof(full));	/* blocks, devices: the caller's */
+	return rc;
 }
 
-MFD_API int mfd_snapshot_verify(const char *path, struct mfd_snapshot_info *info,
-				struct mfd_error *err)
+MFD_API int mfd_snapshot_inspect_sized(const char *path, struct mfd_snapshot_info *info,
+				       size_t info_size, struct mfd_error *err)
 {
-	return inspect(path, info, true, err);
+	return inspect_sized(path, info, info_size, false, err);
+}
+
+MFD_API int mfd_snapshot_verify_sized(const char *path, struct mfd_snapshot_info *info,
+				      size_t info_size, struct mfd_error *err)
+{
+	return inspect_sized(path, info, info_size, true, err);
+}
+
+MFD_API int (mfd_snapshot_inspect)(const char *path, struct mfd_snapshot_info *info,
+				   struct mfd_error *err);
+MFD_API int (mfd_snapshot_inspect)(const char *path, struct mfd_snapshot_info *info,
+				   struct mfd_error *err)
+{
+	return inspect_sized(path, info, INFO_SIZE_0_1, false, err);
+}
+
+MFD_API int (mfd_snapshot_verify)(const char *path, struct mfd_snapshot_info *info,
+				  struct mfd_error *err);
+MFD_API int (mfd_snapshot_verify)(const char *path, struct mfd_snapshot_info *info,
+				  struct mfd_error *err)
+{
+	return inspect_sized(path, info, INFO_SIZE_0_1, true, err);
 }
 
 /* ---- verify: every present page against its checksum, and the digest -------------------- */
@@ -216,13 +248,20 @@ out:
 	return rc;
 }
 
-MFD_API void mfd_snapshot_info_free(struct mfd_snapshot_info *info)
+/* It touches only members of the 0.1 struct, so every size is served alike. */
+MFD_API void mfd_snapshot_info_free_sized(struct mfd_snapshot_info *info, size_t info_size)
 {
-	if (!info)
+	if (!info || info_size < INFO_SIZE_0_1)
 		return;
 	free(info->blocks);
 	free(info->devices);
 	info->blocks = NULL;
 	info->devices = NULL;
 	info->nblocks = info->ndevices = 0;
+}
+
+MFD_API void (mfd_snapshot_info_free)(struct mfd_snapshot_info *info);
+MFD_API void (mfd_snapshot_info_free)(struct mfd_snapshot_info *info)
+{
+	mfd_snapshot_info_free_sized(info, INFO_SIZE_0_1);
 }

@@ -138,9 +138,10 @@ static int precopy(struct mfd_session *s, const struct mfd__sink_ops *sink, uint
 	struct mfd__converge conv;
 	mfd__converge_init(&conv, &s->opt.conv);
 	uint64_t t_round = mfd__now_ns(), t_sync = t_round, done0 = sink->progress(s);
+	uint64_t round_bytes = s->ram.total_bytes;	/* the first round is a full pass */
 	int rc;
 	for (uint32_t r = 0;; r++) {
-		MFD_ST_SET(s, rounds, (uint64_t)r + 1);
+		mfd__session_round_begin(s, (uint64_t)r + 1, round_bytes);
 		rc = plan_round(s, sink, r, false);
 		if (rc == 0 && sink->end_round)
 			rc = sink->end_round(s, r);
@@ -160,6 +161,8 @@ static int precopy(struct mfd_session *s, const struct mfd__sink_ops *sink, uint
 			.elapsed_ms = (mfd__now_ns() - MFD_ST_GET(s, t_start_ns)) / 1000000,
 		};
 		t_sync = mfd__now_ns();
+		/* The limit in force now: an operator may change it while we run. */
+		conv.cfg.downtime_ms = __atomic_load_n(&s->downtime_ms, __ATOMIC_RELAXED);
 		enum mfd__decision d = mfd__converge_step(&conv, &info);
 		MFD_ST_SET(s, bandwidth, conv.bandwidth_bps);
 		MFD_ST_SET(s, dirty_rate, conv.dirty_rate_bps);
@@ -180,12 +183,13 @@ static int precopy(struct mfd_session *s, const struct mfd__sink_ops *sink, uint
 			return MFD_ECANCELED;
 		t_round = mfd__now_ns();
 		done0 = sink->progress(s);
+		round_bytes = dirty;
 	}
 }
 
 /* Switchover: stop the guest (*stopped once it is, so failure paths resume it) and merge the
- * final dirty sync into the set still to send. */
-static int stop_guest(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped,
+ * final dirty sync into the set still to send (*bytes: its size). */
+static int stop_guest(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped, uint64_t *bytes,
 		      struct mfd_error *err)
 {
 	mfd__session_set_status(s, MFD_STATUS_SWITCHOVER);
@@ -194,8 +198,7 @@ static int stop_guest(struct mfd_session *s, uint64_t *t_stop_ns, bool *stopped,
 	if (s->cb.stop && (rc = s->cb.stop(s->cb.opaque)))
 		return mfd__err_set(err, rc < 0 ? rc : -EIO, -1, "the embedder's stop callback failed");
 	*stopped = true;
-	uint64_t dirty;
-	return dirty_sync(s, true, &dirty, err);
+	return dirty_sync(s, true, bytes, err);
 }
 
 /* ---- the run ------------------------------------------------------------------------------------ */
@@ -205,7 +208,7 @@ int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink)
 	struct mfd_error e;
 	mfd_error_clear(&e);
 	bool live = s->track.kind != MFD_TRACK_NONE, stopped = false;
-	uint64_t t_stop = 0;
+	uint64_t t_stop = 0, final_bytes = s->ram.total_bytes;
 	uint32_t round = 0;
 	int rc;
 	if ((rc = mfd__session_start_workers(s, s->nchan - 1, &e)) || (rc = sink->begin(s, &e)))
@@ -217,10 +220,11 @@ int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink)
 	MFD_ST_SET(s, t_setup_ns, mfd__now_ns());
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
 	if (live) {
-		if ((rc = precopy(s, sink, &round, &e)) || (rc = stop_guest(s, &t_stop, &stopped, &e)))
+		if ((rc = precopy(s, sink, &round, &e)) ||
+		    (rc = stop_guest(s, &t_stop, &stopped, &final_bytes, &e)))
 			goto out;
 	}
-	MFD_ST_SET(s, rounds, (uint64_t)round + 1);
+	mfd__session_round_begin(s, (uint64_t)round + 1, final_bytes);
 	if ((rc = plan_round(s, sink, round, true)) == 0)
 		rc = sink->finish(s, round, &e);
 out:

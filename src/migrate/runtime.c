@@ -20,6 +20,23 @@ bool mfd__session_canceled(struct mfd_session *s)
 	return c;
 }
 
+void mfd__session_set_status(struct mfd_session *s, int status)
+{
+	__atomic_store_n(&s->st.status, status, __ATOMIC_RELEASE);
+	if (s->cb.event)	/* cb is set before the run, then read-only */
+		s->cb.event(s->cb.opaque, MFD_EVENT_STATUS, (uint64_t)status);
+}
+
+void mfd__session_round_begin(struct mfd_session *s, uint64_t round, uint64_t bytes)
+{
+	MFD_ST_SET(s, round_start_pages, __atomic_load_n(&s->ramx.normal_pages, __ATOMIC_RELAXED) +
+						 __atomic_load_n(&s->ramx.zero_pages, __ATOMIC_RELAXED));
+	MFD_ST_SET(s, round_bytes, bytes);
+	MFD_ST_SET(s, rounds, round);
+	if (s->cb.event)
+		s->cb.event(s->cb.opaque, MFD_EVENT_ROUND, round);
+}
+
 bool mfd__session_configurable(struct mfd_session *s)
 {
 	pthread_mutex_lock(&s->lock);

@@ -31,9 +31,10 @@ MFD_API struct mfd_session *mfd_session_new(enum mfd_role role)
 		.page_checksums = true,
 		.device_max = 64ull << 20,
 		.codec = MFD_CODEC_NONE,
-		.conv = { .downtime_ms = 300, .auto_throttle = true, .throttle_initial = 20,
-			  .throttle_step = 10, .throttle_max = 99 },
+		.conv = { .auto_throttle = true, .throttle_initial = 20, .throttle_step = 10,
+			  .throttle_max = 99 },
 	};
+	s->downtime_ms = 300;
 	s->track.kvm_fd = -1;
 	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->cancel_fd < 0) {
@@ -87,6 +88,21 @@ static bool is_file_role(const struct mfd_session *s)
 
 MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t v)
 {
+	/* The operator's parameters: any thread, any time (atomics, read where they apply). */
+	switch (opt) {
+	case MFD_OPT_DOWNTIME_MS:
+		if (v < 1 || v > 3600 * 1000LL)
+			return -EINVAL;
+		__atomic_store_n(&s->downtime_ms, (uint64_t)v, __ATOMIC_RELAXED);
+		return 0;
+	case MFD_OPT_MAX_BANDWIDTH:
+		if (v < 0)
+			return -EINVAL;
+		mfd__ratelimit_set(&s->rate, (uint64_t)v);
+		return 0;
+	default:
+		break;
+	}
 	if (!mfd__session_configurable(s))
 		return MFD_ESTATE;
 	struct mfd__opts *o = &s->opt;
@@ -122,15 +138,8 @@ MFD_API int mfd_session_set(struct mfd_session *s, enum mfd_option opt, int64_t 
 	case MFD_OPT_ZERO_DETECT:
 		o->zero_detect = v != 0;
 		return 0;
-	case MFD_OPT_DOWNTIME_MS:
-		if (v < 1 || v > 3600 * 1000LL)
-			return -EINVAL;
-		o->conv.downtime_ms = (uint64_t)v;
-		return 0;
+	case MFD_OPT_DOWNTIME_MS:	/* above */
 	case MFD_OPT_MAX_BANDWIDTH:
-		if (v < 0)
-			return -EINVAL;
-		s->rate.rate_bps = (uint64_t)v;
 		return 0;
 	case MFD_OPT_DEADLINE_MS:
 		if (v < 0)
@@ -246,12 +255,28 @@ MFD_API int mfd_session_mark_dirty(struct mfd_session *s, int block, uint64_t of
 	return mfd__tracker_manual_mark(s->track.tracker, (uint32_t)block, offset, len);
 }
 
-MFD_API void mfd_session_set_callbacks(struct mfd_session *s, const struct mfd_callbacks *cb)
+/* The first release's struct mfd_callbacks ended with `log`. */
+#define CALLBACKS_SIZE_0_1 (offsetof(struct mfd_callbacks, log) + sizeof(((struct mfd_callbacks *)0)->log))
+
+MFD_API int mfd_session_set_callbacks_sized(struct mfd_session *s, const struct mfd_callbacks *cb,
+					    size_t cb_size)
 {
-	if (cb)
-		s->cb = *cb;
-	else
+	if (!mfd__session_configurable(s))
+		return MFD_ESTATE;
+	if (!cb) {
 		memset(&s->cb, 0, sizeof(s->cb));
+		return 0;
+	}
+	if (cb_size < CALLBACKS_SIZE_0_1)
+		return -EINVAL;
+	return mfd__struct_in(&s->cb, sizeof(s->cb), cb, cb_size);
+}
+
+/* The 0.1 entry point (MULTIFD_0.1 in the linker map): a 0.1 struct, no result. */
+MFD_API void (mfd_session_set_callbacks)(struct mfd_session *s, const struct mfd_callbacks *cb);
+MFD_API void (mfd_session_set_callbacks)(struct mfd_session *s, const struct mfd_callbacks *cb)
+{
+	mfd_session_set_callbacks_sized(s, cb, CALLBACKS_SIZE_0_1);
 }
 
 MFD_API int mfd_device_add(struct mfd_session *s, const char *name, uint32_t instance,
@@ -390,13 +415,13 @@ MFD_API void mfd_session_cancel(struct mfd_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
-	bool first = !s->canceled;
+	bool first = !s->canceled, before_run = first && !s->started;
 	s->canceled = true;
-	if (first && !s->started)	/* run() will not start; say so now */
-		mfd__session_set_status(s, MFD_STATUS_CANCELLED);
 	pthread_mutex_unlock(&s->lock);
 	if (!first)
 		return;
+	if (before_run)	/* run() will not start (it sees `canceled`): say so now, unlocked */
+		mfd__session_set_status(s, MFD_STATUS_CANCELLED);
 	uint64_t one = 1;
 	ssize_t n = write(s->cancel_fd, &one, sizeof(one));
 	(void)n;	/* an eventfd write of 1 cannot fail short of overflow */

@@ -101,6 +101,8 @@ struct mfd__live_stats {
 	uint64_t rounds, syncs, remaining, dirty_rate, bandwidth, expected_dt;
 	uint64_t downtime_ms, eta_ms, device_bytes, file_bytes, ready_ms;
 	uint64_t rejected_connections;
+	uint64_t round_bytes;		/* memory the current round covers */
+	uint64_t round_start_pages;	/* ramx's normal + zero pages when the round began */
 	unsigned throttle, throttle_max;
 	bool verified;
 };
@@ -135,7 +137,13 @@ struct mfd_session {
 	struct mfd__devices devices;
 	struct mfd_callbacks cb;		/* copied by mfd_session_set_callbacks */
 	struct mfd__tracking track;
-	struct mfd__ratelimit rate;		/* its own lock; rate set before the run */
+	struct mfd__ratelimit rate;		/* its own lock; its rate is atomic: set by
+						 * mfd_session_set from any thread, any time */
+	uint64_t downtime_ms;			/* the downtime limit (MFD_OPT_DOWNTIME_MS).  Atomic
+						 * (relaxed): written by mfd_session_set from any
+						 * thread, any time; read by the precopy driver at
+						 * the end of every round (opt.conv.downtime_ms is
+						 * not used) */
 
 	/* The payload table and the RAM transfer state: set up by the run thread before the
 	 * pool starts, then read-only but for the atomics and bitmaps ram_pages.h names. */
@@ -176,10 +184,11 @@ struct mfd_session {
 
 /* ---- shared machinery (runtime.c) ------------------------------------------------------------ */
 
-static inline void mfd__session_set_status(struct mfd_session *s, int status)
-{
-	__atomic_store_n(&s->st.status, status, __ATOMIC_RELEASE);
-}
+/* Publish a new status and tell the embedder (mfd_callbacks.event).  Never with s->lock or
+ * any other library lock held: the callback may call mfd_session_get_stats. */
+void mfd__session_set_status(struct mfd_session *s, int status);
+/* A round of `bytes` begins (round numbers from 1): statistics and the embedder's event. */
+void mfd__session_round_begin(struct mfd_session *s, uint64_t round, uint64_t bytes);
 #define MFD_ST_SET(s, field, v) __atomic_store_n(&(s)->st.field, (v), __ATOMIC_RELAXED)
 #define MFD_ST_GET(s, field) __atomic_load_n(&(s)->st.field, __ATOMIC_RELAXED)
 #define MFD_ST_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)

@@ -1,5 +1,9 @@
 /* migrate/stats — statistics of a session, as a struct and as JSON.  Readable from any thread
- * while the session runs: every counter is an atomic (stats only) or read under s->lock. */
+ * while the session runs: every counter is an atomic (stats only) or read under s->lock.
+ *
+ * struct mfd_stats grows at its end (multifd.h, "Growing structures"): the calls take the
+ * caller's size, and the 0.1 entry points (plain names, MULTIFD_0.1 in the linker map) assume
+ * the 0.1 struct, which ended with rejected_connections. */
 #include <string.h>
 #include "core/json.h"
 #include "migrate/session.h"
@@ -13,7 +17,9 @@ MFD_API const char *mfd_status_name(int status)
 	return status >= 0 && status < (int)MFD_ARRAY_SIZE(names) ? names[status] : "unknown";
 }
 
-MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
+#define STATS_SIZE_0_1 offsetof(struct mfd_stats, round_bytes)
+
+static void get_stats(struct mfd_session *s, struct mfd_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	/* Acquire: everything the status publishes (a final digest, the downtime) was stored
@@ -60,13 +66,49 @@ MFD_API void mfd_session_get_stats(struct mfd_session *s, struct mfd_stats *st)
 	st->rejected_connections = MFD_ST_GET(s, rejected_connections);
 	st->verified = MFD_ST_GET(s, verified);
 	st->digest = st->verified ? __atomic_load_n(&s->ramx.digest, __ATOMIC_RELAXED) : 0;
+	/* The round's figures are stored one by one: a reader between two stores may pair a new
+	 * round's size with the old round's start, so the progress is clamped. */
+	st->round_bytes = MFD_ST_GET(s, round_bytes);
+	uint64_t pages = st->normal_pages + st->zero_pages, first = MFD_ST_GET(s, round_start_pages);
+	uint64_t done = pages > first ? (pages - first) * s->ram.page_size : 0;
+	st->round_done_bytes = MFD_MIN(done, st->round_bytes);
 }
 
-MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
+MFD_API void mfd_session_get_stats_sized(struct mfd_session *s, struct mfd_stats *st,
+					 size_t st_size)
 {
+	struct mfd_stats full;
+	get_stats(s, &full);
+	mfd__struct_out(st, st_size, &full, sizeof(full));
+}
+
+MFD_API void (mfd_session_get_stats)(struct mfd_session *s, struct mfd_stats *st);
+MFD_API void (mfd_session_get_stats)(struct mfd_session *s, struct mfd_stats *st)
+{
+	mfd_session_get_stats_sized(s, st, STATS_SIZE_0_1);
+}
+
+/* MiB per second of `bytes` moved over the transfer's time (since setup ended); 0 before. */
+static double mib_s(const struct mfd_stats *st, uint64_t bytes)
+{
+	bool transferring = st->status >= MFD_STATUS_ACTIVE;	/* active, or ended after it */
+	uint64_t ms = st->total_ms > st->setup_ms ? st->total_ms - st->setup_ms : 0;
+	return transferring && ms ? (double)bytes / (1024.0 * 1024.0) / ((double)ms / 1000.0) : 0.0;
+}
+
+MFD_API int mfd_stats_json_sized(const struct mfd_stats *caller, size_t st_size, char *buf,
+				 size_t len)
+{
+	/* A smaller (older) struct reads as ours with zeros at the end; members of a larger
+	 * (newer) one that we do not know are left out. */
+	struct mfd_stats full;
+	memset(&full, 0, sizeof(full));
+	memcpy(&full, caller, MFD_MIN(st_size, sizeof(full)));
+	const struct mfd_stats *st = &full;
 	struct mfd__json j;
 	mfd__json_init(&j, buf, len);
 	mfd__json_begin(&j, NULL);
+	mfd__json_u64(&j, "schema", MFD_JSON_SCHEMA);
 	mfd__json_str(&j, "status", mfd_status_name(st->status));
 	mfd__json_u64(&j, "total_ms", st->total_ms);
 	mfd__json_u64(&j, "setup_ms", st->setup_ms);
@@ -76,18 +118,19 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
 	mfd__json_u64(&j, "zero_pages", st->zero_pages);
 	mfd__json_u64(&j, "packets", st->packets);
 	mfd__json_u64(&j, "channels", st->channels);
-	double secs = st->total_ms / 1000.0;
-	mfd__json_double(&j, "throughput_mib_s",
-			 secs > 0 ? (double)st->mem_bytes / (1024.0 * 1024.0) / secs : 0.0);
+	mfd__json_double(&j, "throughput_mib_s", mib_s(st, st->wire_bytes));
 	mfd__json_begin_array(&j, "per_channel");
 	for (unsigned i = 0; i <= st->channels && i <= MFD_MAX_CHANNELS; i++) {
 		mfd__json_begin(&j, NULL);
 		mfd__json_u64(&j, "bytes", st->chan[i].bytes);
 		mfd__json_u64(&j, "packets", st->chan[i].packets);
+		mfd__json_double(&j, "throughput_mib_s", mib_s(st, st->chan[i].bytes));
 		mfd__json_end(&j);
 	}
 	mfd__json_end_array(&j);
 	mfd__json_u64(&j, "rounds", st->rounds);
+	mfd__json_u64(&j, "round_bytes", st->round_bytes);
+	mfd__json_u64(&j, "round_done_bytes", st->round_done_bytes);
 	mfd__json_u64(&j, "dirty_sync_count", st->dirty_sync_count);
 	mfd__json_u64(&j, "remaining_bytes", st->remaining_bytes);
 	mfd__json_u64(&j, "dirty_rate_bps", st->dirty_rate_bps);
@@ -105,4 +148,10 @@ MFD_API int mfd_stats_json(const struct mfd_stats *st, char *buf, size_t len)
 	mfd__json_bool(&j, "verified", st->verified);
 	mfd__json_end(&j);
 	return (int)mfd__json_finish(&j);
+}
+
+MFD_API int (mfd_stats_json)(const struct mfd_stats *st, char *buf, size_t len);
+MFD_API int (mfd_stats_json)(const struct mfd_stats *st, char *buf, size_t len)
+{
+	return mfd_stats_json_sized(st, STATS_SIZE_0_1, buf, len);
 }
