@@ -37,6 +37,8 @@ BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -DMFD_SANITIZE=1 -
 LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+# The shared library must not leave a symbol undefined (sanitizer runtimes do, by design).
+NO_UNDEFINED := $(if $(SANITIZE),,-Wl,-z,defs)
 
 ifeq ($(V),1)
 Q :=
@@ -58,14 +60,31 @@ CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/%.o) $(VMM_SRCS:%.c=$(BUILD)/%.o) $(VMM_ASM
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(BUILD)/fuzz/%)
 
+# The shared library as liburing and zstd ship theirs: the file carries the full version, the
+# soname the major one, and an unversioned development link makes `-lmultifd` (with -L build,
+# or installed) take the shared library rather than the archive.
 STATIC_LIB := $(BUILD)/libmultifd.a
-SHARED_LIB := $(BUILD)/libmultifd.so.$(VERSION_MAJOR)
+SONAME     := libmultifd.so.$(VERSION_MAJOR)
+SHARED_LIB := $(BUILD)/libmultifd.so.$(VERSION)
+SHARED_LINKS := $(BUILD)/$(SONAME) $(BUILD)/libmultifd.so
+PC_FILE    := $(BUILD)/multifd.pc
 CLI_BIN    := $(BUILD)/multifd
 
-.PHONY: all lib cli tests fuzz test demo deps deps-check clean fuzz-libfuzzer
+# Installation (make install / uninstall): GNU directory variables, DESTDIR for staging.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+DESTDIR    ?=
+MAN1       := $(sort $(wildcard man/*.1))
+MAN3       := $(sort $(wildcard man/*.3))
+
+.PHONY: all lib cli tests fuzz test demo deps deps-check clean fuzz-libfuzzer install uninstall
 all: deps-check lib cli tests fuzz
 
-lib: $(STATIC_LIB) $(SHARED_LIB)
+lib: $(STATIC_LIB) $(SHARED_LIB) $(SHARED_LINKS) $(PC_FILE)
 cli: $(CLI_BIN)
 tests: $(TEST_BINS)
 fuzz: $(FUZZ_BINS)
@@ -95,8 +114,18 @@ $(STATIC_LIB): $(LIB_OBJS)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(SHARED_LIB): $(LIB_OBJS) src/multifd.map
-	$(call say,LD,$@)$(CC) -shared -Wl,-soname,libmultifd.so.$(VERSION_MAJOR) \
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,$(SONAME) $(NO_UNDEFINED) \
 		-Wl,--version-script=src/multifd.map $(LDFLAGS) -o $@ $(LIB_OBJS) $(LDLIBS)
+
+$(SHARED_LINKS): $(SHARED_LIB)
+	$(call say,LN,$@)ln -sf $(notdir $(SHARED_LIB)) $@
+
+# multifd.pc for the build tree's prefix; install writes the installed one.
+pc_for = sed -e 's|@PREFIX@|$(1)|' -e 's|@LIBDIR@|$(2)|' -e 's|@INCLUDEDIR@|$(3)|' \
+	-e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKG_DEPS)|' src/multifd.pc.in
+$(PC_FILE): src/multifd.pc.in include/multifd.h Makefile
+	@mkdir -p $(dir $@)
+	$(call say,GEN,$@)$(call pc_for,$(CURDIR),$(CURDIR)/$(BUILD),$(CURDIR)/include) > $@
 
 $(CLI_BIN): $(CLI_OBJS) $(STATIC_LIB)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(STATIC_LIB) $(LDLIBS)
@@ -132,6 +161,30 @@ test: deps all
 # The demo needs the command only (not the tests or fuzz targets).
 demo: deps cli
 	$(CLI_BIN) demo
+
+# Header, libraries (file, soname link, development link, archive), multifd.pc, the command
+# and the man pages (section 1 for the command, 3 for the API; pages that only point to
+# another one are .so links).
+install: lib cli
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/multifd.h $(DESTDIR)$(INCLUDEDIR)/multifd.h
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_LIB))
+	ln -sf $(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/libmultifd.so
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/libmultifd.a
+	$(call pc_for,$(PREFIX),$(LIBDIR),$(INCLUDEDIR)) > $(DESTDIR)$(PKGCONFIGDIR)/multifd.pc
+	install -m 755 $(CLI_BIN) $(DESTDIR)$(BINDIR)/multifd
+	$(if $(MAN1),install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/)
+	install -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/multifd.h $(DESTDIR)$(PKGCONFIGDIR)/multifd.pc \
+		$(DESTDIR)$(LIBDIR)/$(notdir $(SHARED_LIB)) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libmultifd.so $(DESTDIR)$(LIBDIR)/libmultifd.a \
+		$(DESTDIR)$(BINDIR)/multifd \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN1))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man3/,$(notdir $(MAN3)))
 
 clean:
 	rm -rf build build-* 
