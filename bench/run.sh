@@ -17,7 +17,7 @@ if [ "$what" = transfer ] || [ "$what" = all ]; then
 	echo "== 2 GiB random, 4 channels, loopback tcp: multifd vs a plain copy in the same run (target >= 0.85)"
 	# multifd bench itself takes REPEAT (ours, baseline) pairs and reports the median ratio.
 	j=$("$BIN" bench --mem 2G --channels 4 --fill random --baseline --repeat "$((REPEAT < 3 ? 5 : REPEAT))" --json) || exit 1
-	get '"\n".join("   %s MiB/s vs %s MiB/s: ratio %s" % (s["throughput_mib_s"], s["baseline_mib_s"], s["ratio"]) for s in d["samples"])' <<<"$j"
+	get '"\n".join("   %s MiB/s vs %s MiB/s: ratio %s" % (s["memory_mib_s"], s["baseline_mib_s"], s["ratio"]) for s in d["samples"])' <<<"$j"
 	echo "   median ratio $(get 'd["ratio"]' <<<"$j"), verified $(get 'd["verified"]' <<<"$j")"
 fi
 if [ "$what" = zero ] || [ "$what" = all ]; then
@@ -25,7 +25,7 @@ if [ "$what" = zero ] || [ "$what" = all ]; then
 	r=()
 	for i in $(seq "$REPEAT"); do
 		j=$("$BIN" bench --mem 8G --fill zero --json) || exit 1
-		g=$(get 'round(d["throughput_mib_s"] / 1024, 2)' <<<"$j")
+		g=$(get 'round(d["memory_mib_s"] / 1024, 2)' <<<"$j")
 		echo "   $g GiB/s, verified $(get 'd["verified"]' <<<"$j")"
 		r+=("$g")
 	done
@@ -35,16 +35,16 @@ if [ "$what" = live ] || [ "$what" = all ]; then
 	echo "== live: 1 GiB, 256 MiB rewritten continuously, 4 channels (downtime target <= 350 ms)"
 	for i in $(seq "$REPEAT"); do
 		j=$("$BIN" bench --mem 1G --dirty 256M --channels 4 --json) || exit 1
-		echo "   $(get '"status %s, downtime %s ms, %s rounds, throttle max %s%%, verified %s" % (d["status"], d["downtime_ms"], d["rounds"], d["throttle_pct_max"], d["verified"])' <<<"$j")"
+		echo "   $(get '"status %s, downtime %s ms, %s rounds, throttle max %s%%, verified %s" % (d["status"], d["migration"]["downtime_ms"], d["migration"]["rounds"], d["migration"]["throttle_pct_max"], d["verified"])' <<<"$j")"
 	done
 	echo "== live with the link below the dirty rate (200 MB/s cap): throttling must converge"
 	j=$("$BIN" bench --mem 1G --dirty 256M --dirty-threads 2 --channels 4 --max-bandwidth 200M --json)
-	echo "   $(get '"status %s, %s ms, downtime %s ms, %s rounds, throttle max %s%%, verified %s" % (d["status"], d["total_ms"], d["downtime_ms"], d["rounds"], d["throttle_pct_max"], d["verified"])' <<<"$j")"
+	echo "   $(get '"status %s, %s ms, downtime %s ms, %s rounds, throttle max %s%%, verified %s" % (d["status"], d["migration"]["total_ms"], d["migration"]["downtime_ms"], d["migration"]["rounds"], d["migration"]["throttle_pct_max"], d["verified"])' <<<"$j")"
 fi
 if [ "$what" = demo ] || [ "$what" = all ]; then
 	echo "== tinyvm: 1 GiB guest dirtying 256 MiB, 4 channels"
 	for accel in kvm soft; do
 		j=$("$BIN" demo --accel "$accel" --mem 1G --dirty 256M --channels 4 --json)
-		echo "   $accel: $(get '"status %s, %s ms, downtime %s ms, %s rounds, verified %s, guest resumed %s" % (d["status"], d["total_ms"], d["downtime_ms"], d["rounds"], d["verified"], d["guest_resumed"])' <<<"$j")"
+		echo "   $accel: $(get '"status %s, %s ms, downtime %s ms, %s rounds, verified %s, guest resumed %s" % (d["status"], d["migration"]["total_ms"], d["migration"]["downtime_ms"], d["migration"]["rounds"], d["verified"], d["guest_resumed"])' <<<"$j")"
 	done
 fi

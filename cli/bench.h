@@ -30,6 +30,7 @@ struct bench_opts {
 	const char *save_path;		/* snapshot modes */
 	const char *restore_path;
 	bool direct_io, lazy;
+	const char *timeline;		/* --timeline FILE: the (first) transfer's or save's picture */
 };
 
 /* The source's writer threads: each owns an interleaved share of the dirty pages and sweeps it,
@@ -71,6 +72,11 @@ int bench_raw_connect(const char *uri);
  * MiB/s, or 0 on error (reported). */
 double bench_baseline_io(const char *path, uint8_t *mem, uint64_t len, uint64_t off, bool writing,
 			 bool direct);
+
+/* cmd_bench.c: mfd_session_run, sampled into o->timeline's picture when there is one (titled
+ * `what`).  Returns mfd_session_run's result. */
+int bench_run(struct mfd_session *s, const struct bench_opts *o, const char *what,
+	      struct mfd_error *err);
 
 /* bench_transfer.c: two processes, --repeat samples, report.  Returns the exit status. */
 int bench_transfer(const struct bench_opts *o);

@@ -10,11 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "bench.h"
+#include "progress.h"
 
 /* Open the snapshot file, run the session (timed from the open: validation and setup count),
  * take its stats and free it.  rc: the setup's result so far (nothing runs unless 0). */
-static int run_file_session(struct mfd_session *s, int rc, const char *path, const char *what,
-			    double *wall, struct mfd_stats *st)
+static int run_file_session(struct mfd_session *s, int rc, const struct bench_opts *o,
+			    const char *path, const char *what, double *wall, struct mfd_stats *st)
 {
 	struct mfd_error err;
 	mfd_error_clear(&err);
@@ -22,7 +23,7 @@ static int run_file_session(struct mfd_session *s, int rc, const char *path, con
 	if (rc == 0)
 		rc = mfd_session_open_file(s, path, &err);
 	if (rc == 0)
-		rc = mfd_session_run(s, &err);
+		rc = bench_run(s, o, what, &err);
 	*wall = cli_now_s() - t0;
 	if (s)
 		mfd_session_get_stats(s, st);
@@ -105,13 +106,13 @@ static void print_snap(const struct bench_opts *o, const char *mode, const char 
 	if (o->json) {
 		char stats[8192];
 		mfd_stats_json(st, stats, sizeof(stats));
-		printf("{\"mode\":\"%s\",\"status\":\"%s\",\"mem_bytes\":%llu,\"file_bytes\":%llu,"
-		       "\"file_alloc_bytes\":%llu,\"channels\":%u,\"direct_io\":%s,\"lazy\":%s,"
-		       "\"wall_ms\":%.1f,\"throughput_mib_s\":%.1f,\"ready_ms\":%llu,",
-		       mode, state, (unsigned long long)mem_bytes, (unsigned long long)fbytes,
-		       (unsigned long long)falloc, o->channels, o->direct_io ? "true" : "false",
-		       o->lazy ? "true" : "false", wall_s * 1000, mib_s,
-		       (unsigned long long)st->ready_ms);
+		printf("{\"schema\":%d,\"mode\":\"%s\",\"status\":\"%s\",\"mem_bytes\":%llu,"
+		       "\"file_bytes\":%llu,\"file_alloc_bytes\":%llu,\"channels\":%u,"
+		       "\"direct_io\":%s,\"lazy\":%s,\"wall_ms\":%.1f,\"memory_mib_s\":%.1f,",
+		       MFD_JSON_SCHEMA, mode, state, (unsigned long long)mem_bytes,
+		       (unsigned long long)fbytes, (unsigned long long)falloc, o->channels,
+		       o->direct_io ? "true" : "false", o->lazy ? "true" : "false", wall_s * 1000,
+		       mib_s);
 		if (!strcmp(mode, "save"))
 			printf("\"fill\":\"%s\",", o->fill);
 		if (o->baseline)
@@ -121,7 +122,7 @@ static void print_snap(const struct bench_opts *o, const char *mode, const char 
 			printf("\"dirty_bytes\":%llu,\"dirty_threads\":%u,\"writer_sweeps\":%llu,",
 			       (unsigned long long)o->dirty, o->dirty_threads,
 			       (unsigned long long)sweeps);
-		printf("\"verified\":%s,\"digest\":\"%016llx\",\"stats\":%s}\n",
+		printf("\"verified\":%s,\"digest\":\"%016llx\",\"migration\":%s}\n",
 		       verified ? "true" : "false", (unsigned long long)digest, stats);
 		return;
 	}
@@ -132,7 +133,8 @@ static void print_snap(const struct bench_opts *o, const char *mode, const char 
 	       o->direct_io ? ", O_DIRECT" : "", o->lazy ? ", lazy" : "");
 	printf("time         %.1f ms (library %llu ms)\n", wall_s * 1000,
 	       (unsigned long long)st->total_ms);
-	printf("throughput   %.1f MiB/s\n", mib_s);
+	printf("memory rate  %.1f MiB/s\n", mib_s);
+	progress_channels(stdout, st);
 	if (!strcmp(mode, "restore"))
 		printf("ready        %llu ms\n", (unsigned long long)st->ready_ms);
 	if (o->baseline)
@@ -188,7 +190,7 @@ int bench_snap_save(const struct bench_opts *o)
 		fprintf(stderr, "multifd bench: removing the old %s: %s\n", o->save_path,
 			strerror(errno));
 	double wall = 0;
-	rc = run_file_session(s, rc, o->save_path, "save", &wall, &st);
+	rc = run_file_session(s, rc, o, o->save_path, "save", &wall, &st);
 	bench_live_stop(&dz);	/* stopped at the switchover: the memory is still what was saved */
 	double base = 0;
 	if (rc == 0 && o->baseline) {
@@ -252,7 +254,7 @@ int bench_snap_restore(const struct bench_opts *o)
 	if (rc == 0 && o->max_bandwidth)
 		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o->max_bandwidth);
 	double wall = 0;
-	rc = run_file_session(s, rc, o->restore_path, "restore", &wall, &st);
+	rc = run_file_session(s, rc, o, o->restore_path, "restore", &wall, &st);
 	/* Verify: the restored memory against the digest the save recorded. */
 	uint64_t digest = 0;
 	bool verified = false;

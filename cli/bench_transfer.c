@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "bench.h"
+#include "progress.h"
 
 /* What the destination process reports back through the pipe. */
 struct dst_result {
@@ -195,7 +196,7 @@ static void one_sample(const struct bench_opts *op, uint8_t *mem, struct sample 
 	if (rc == 0)
 		rc = mfd_session_connect(s, uri, &err);
 	if (rc == 0)
-		rc = mfd_session_run(s, &err);
+		rc = bench_run(s, &o, "transfer", &err);
 	if (s)
 		mfd_session_get_stats(s, &st);
 	mfd_session_free(s);
@@ -240,6 +241,7 @@ out:
 	out->src_digest = src_digest;
 	out->verified = verified;
 	out->base_mib_s = base_mib_s;
+	/* Memory brought over per second (as the plain copy's): the ratio's terms. */
 	out->mib_s = st.total_ms ? (double)o.mem / (1 << 20) / (st.total_ms / 1000.0) : 0;
 	out->sweeps = dz.sweeps;
 }
@@ -275,6 +277,7 @@ int bench_transfer(const struct bench_opts *op)
 	unsigned k;
 	for (k = 0; k < o.repeat; k++) {
 		one_sample(&o, mem, &samples[k]);
+		o.timeline = NULL;	/* the first sample's picture only */
 		ours[k] = samples[k].mib_s;
 		bases[k] = samples[k].base_mib_s;
 		ratios[k] = bases[k] > 0 ? ours[k] / bases[k] : 0;
@@ -308,19 +311,20 @@ int bench_transfer(const struct bench_opts *op)
 	double ratio = o.baseline ? (nsamples > 1 ? med : ratios[0]) : 0;
 	const char *state = rc ? "failed" : r.rc ? "failed" : mfd_status_name(st.status);
 	if (o.json) {
-		printf("{\"status\":\"%s\",\"mem_bytes\":%llu,\"channels\":%u,\"transport\":\"%s\","
-		       "\"fill\":\"%s\",\"total_ms\":%llu,\"setup_ms\":%llu,\"throughput_mib_s\":%.1f,"
-		       "\"wire_bytes\":%llu,\"packets\":%llu,\"normal_pages\":%llu,\"zero_pages\":%llu,",
-		       state, (unsigned long long)o.mem, o.channels, o.transport, o.fill,
-		       (unsigned long long)st.total_ms, (unsigned long long)st.setup_ms, mib_s,
-		       (unsigned long long)st.wire_bytes, (unsigned long long)st.packets,
-		       (unsigned long long)st.normal_pages, (unsigned long long)st.zero_pages);
+		/* docs/json.md, "bench --json": the bench's own facts, then the reported sample's
+		 * statistics as the library writes them. */
+		char stats[8192];
+		mfd_stats_json(&st, stats, sizeof(stats));
+		printf("{\"schema\":%d,\"mode\":\"transfer\",\"status\":\"%s\",\"mem_bytes\":%llu,"
+		       "\"channels\":%u,\"transport\":\"%s\",\"fill\":\"%s\",\"memory_mib_s\":%.1f,",
+		       MFD_JSON_SCHEMA, state, (unsigned long long)o.mem, o.channels, o.transport,
+		       o.fill, mib_s);
 		if (o.baseline)
 			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s, ratio);
 		if (nsamples > 1) {
 			printf("\"repeat\":%u,\"samples\":[", nsamples);
 			for (unsigned i = 0; i < nsamples; i++) {
-				printf("%s{\"throughput_mib_s\":%.1f", i ? "," : "", ours[i]);
+				printf("%s{\"memory_mib_s\":%.1f", i ? "," : "", ours[i]);
 				if (o.baseline)
 					printf(",\"baseline_mib_s\":%.1f,\"ratio\":%.3f", bases[i],
 					       ratios[i]);
@@ -330,22 +334,18 @@ int bench_transfer(const struct bench_opts *op)
 		}
 		if (o.dirty)
 			printf("\"dirty_bytes\":%llu,\"dirty_threads\":%u,\"writer_sweeps\":%llu,"
-			       "\"downtime_ms\":%llu,\"expected_downtime_ms\":%llu,\"rounds\":%llu,"
-			       "\"dirty_sync_count\":%llu,\"throttle_pct_max\":%u,\"pattern_ok\":%s,",
-			       (unsigned long long)o.dirty, o.dirty_threads,
-			       (unsigned long long)dz.sweeps, (unsigned long long)st.downtime_ms,
-			       (unsigned long long)st.expected_downtime_ms, (unsigned long long)st.rounds,
-			       (unsigned long long)st.dirty_sync_count, st.throttle_pct_max,
-			       r.pattern_ok ? "true" : "false");
-		printf("\"verified\":%s,\"digest\":\"%016llx\"}\n", verified ? "true" : "false",
-		       (unsigned long long)src_digest);
+			       "\"pattern_ok\":%s,", (unsigned long long)o.dirty, o.dirty_threads,
+			       (unsigned long long)dz.sweeps, r.pattern_ok ? "true" : "false");
+		printf("\"verified\":%s,\"digest\":\"%016llx\",\"migration\":%s}\n",
+		       verified ? "true" : "false", (unsigned long long)src_digest, stats);
 	} else {
+		char b[32];
 		printf("status       %s\n", state);
 		printf("memory       %.1f MiB (%s), %u channels over %s\n", (double)o.mem / (1 << 20),
 		       o.fill, o.channels, o.transport);
 		printf("time         %llu ms (setup %llu ms)\n", (unsigned long long)st.total_ms,
 		       (unsigned long long)st.setup_ms);
-		printf("throughput   %.1f MiB/s\n", mib_s);
+		printf("memory rate  %.1f MiB/s\n", mib_s);
 		if (o.baseline)
 			printf("baseline     %.1f MiB/s plain copy (ratio %.3f)\n", base_mib_s, ratio);
 		if (nsamples > 1) {
@@ -355,8 +355,9 @@ int bench_transfer(const struct bench_opts *op)
 				       o.baseline ? "" : " MiB/s");
 			printf("%s\n", o.baseline ? " (ratio x 1000)" : "");
 		}
-		printf("wire         %llu bytes in %llu packets\n", (unsigned long long)st.wire_bytes,
+		printf("wire         %s in %llu packets\n", progress_bytes(b, sizeof(b), st.wire_bytes),
 		       (unsigned long long)st.packets);
+		progress_channels(stdout, &st);
 		printf("pages        %llu normal, %llu zero\n", (unsigned long long)st.normal_pages,
 		       (unsigned long long)st.zero_pages);
 		if (o.dirty)
@@ -365,6 +366,8 @@ int bench_transfer(const struct bench_opts *op)
 			       (unsigned long long)st.dirty_sync_count,
 			       (unsigned long long)st.downtime_ms, st.throttle_pct_max,
 			       (unsigned long long)dz.sweeps);
+		if (op->timeline)
+			printf("timeline     %s\n", op->timeline);
 		printf("verified     %s\n", verified ? "yes (digests match)" : "NO");
 	}
 	status = verified ? 0 : 1;

@@ -21,6 +21,30 @@
 #include <getopt.h>
 #include <string.h>
 #include "bench.h"
+#include "progress.h"
+#include "timeline.h"
+
+int bench_run(struct mfd_session *s, const struct bench_opts *o, const char *what,
+	      struct mfd_error *err)
+{
+	if (!o->timeline)
+		return mfd_session_run(s, err);
+	struct timeline tl = { 0 };
+	struct tl_sampler sp;
+	bool sampling = timeline_sampler_start(&sp, &tl, s, 50) == 0;
+	int rc = mfd_session_run(s, err);
+	timeline_sampler_stop(&sp);
+	struct mfd_stats st;
+	mfd_session_get_stats(s, &st);
+	char title[256], msg[256];
+	snprintf(title, sizeof(title), "multifd bench: %s, %.0f MiB%s%s, %u channels", what,
+		 o->mem / 1048576.0, o->dirty ? " with writers" : "", o->max_bandwidth ? ", capped" : "",
+		 o->channels);
+	if (!sampling || timeline_write_svg(&tl, &st, title, o->timeline, msg, sizeof(msg)))
+		fprintf(stderr, "multifd bench: timeline: %s\n", sampling ? msg : "no sampling thread");
+	timeline_free(&tl);
+	return rc;
+}
 
 void cmd_bench_usage(FILE *out)
 {
@@ -29,9 +53,10 @@ void cmd_bench_usage(FILE *out)
 		"                     [--transport tcp|unix] [--batch PAGES] [--baseline] [--json]\n"
 		"                     [--dirty SIZE [--dirty-threads N] [--downtime-ms N]\n"
 		"                      [--max-bandwidth RATE] [--deadline-ms N] [--no-throttle]\n"
-		"                      [--deadline-force]]\n"
+		"                      [--deadline-force]] [--timeline FILE]\n"
 		"       multifd bench --save PATH [--mem SIZE] [--fill KIND] [--channels N]\n"
 		"                     [--direct-io] [--baseline] [--json] [--dirty SIZE ...]\n"
+		"                     [--timeline FILE]\n"
 		"       multifd bench --restore PATH [--lazy] [--channels N] [--direct-io]\n"
 		"                     [--baseline] [--json]\n"
 		"\n"
@@ -46,7 +71,10 @@ void cmd_bench_usage(FILE *out)
 		"  --batch PAGES     pages per packet, 1..%d (default 512)\n"
 		"  --baseline        also time a plain copy of the same bytes over N connections\n"
 		"                    in the same run, and report baseline_mib_s\n"
-		"  --json            print one JSON object on stdout\n"
+		"  --json            print one JSON object on stdout (docs/json.md)\n"
+		"  --timeline FILE   draw the (first) transfer or the save over time into FILE,\n"
+		"                    an SVG picture: throughput, dirty rate, bytes left in the\n"
+		"                    round, throttle, round starts, downtime\n"
 		"  --repeat N        measure N times in this run (a fresh destination each time)\n"
 		"                    and report the medians, with every sample; default 5 with\n"
 		"                    --baseline (each time ours, then the plain copy), else 1\n"
@@ -99,6 +127,7 @@ int cmd_bench(int argc, char **argv)
 		{ "restore", required_argument, NULL, 'R' },
 		{ "direct-io", no_argument, NULL, 'I' },
 		{ "lazy", no_argument, NULL, 'Z' },
+		{ "timeline", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -106,7 +135,7 @@ int cmd_bench(int argc, char **argv)
 	optind = 1;
 	uint64_t v64;
 	unsigned v;
-	while ((opt = getopt_long(argc, argv, "m:c:f:t:b:Bjhd:T:D:W:L:NFS:R:IZ", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "m:c:f:t:b:Bjhd:T:D:W:L:NFS:R:IZG:", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
 			if (cli_parse_size(optarg, &o.mem) || o.mem < PAGE) {
@@ -182,6 +211,7 @@ int cmd_bench(int argc, char **argv)
 		case 'R': o.restore_path = optarg; break;
 		case 'I': o.direct_io = true; break;
 		case 'Z': o.lazy = true; break;
+		case 'G': o.timeline = optarg; break;
 		case 'B': o.baseline = true; break;
 		case 'j': o.json = true; break;
 		case 'h': cmd_bench_usage(stdout); return 0;
@@ -212,6 +242,10 @@ int cmd_bench(int argc, char **argv)
 	}
 	if (o.lazy && !o.restore_path) {
 		fprintf(stderr, "multifd bench: --lazy is a --restore mode\n");
+		return 2;
+	}
+	if (o.timeline && o.restore_path) {
+		fprintf(stderr, "multifd bench: --timeline draws a transfer or a save, not a restore\n");
 		return 2;
 	}
 	if (o.restore_path && o.dirty) {

@@ -7,7 +7,10 @@
  *      frame number and a sweep number; per vCPU the sweeps form runs s+1 then s);
  *   3. the guest kept running on the destination: its serial sweep counter moves past the
  *      value it had at the switchover.
- * It shows a progress bar on a terminal (plain lines otherwise) and a summary (or --json). */
+ * On a terminal it shows one updating line (the round and how much of it is done, ETA,
+ * throughput, dirty rate, expected downtime), elsewhere the source's query replies as JSON lines,
+ * both on stderr; then a summary with every channel (or, with --json, one JSON object:
+ * docs/json.md).  --timeline draws the migration over time into an SVG file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,12 +22,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "cli.h"
+#include "ctl_json.h"
+#include "jsonv.h"
+#include "progress.h"
+#include "timeline.h"
 
 struct demo {
 	const char *accel;
 	uint64_t mem, dirty;
 	unsigned channels, vcpus, downtime_ms;
 	bool json;
+	const char *timeline;
 	char dir[64];
 	char src_sock[128], dst_sock[128];
 	pid_t src, dst;
@@ -35,6 +43,7 @@ void cmd_demo_usage(FILE *out)
 	fprintf(out,
 		"usage: multifd demo [--accel kvm|soft|auto] [--mem SIZE] [--dirty SIZE]\n"
 		"                    [--channels N] [--vcpus N] [--downtime-ms N] [--json]\n"
+		"                    [--timeline FILE]\n"
 		"\n"
 		"Start a destination and a source `multifd vm run` on this machine, live-migrate\n"
 		"the running guest (which keeps dirtying SIZE bytes) from one to the other, and\n"
@@ -47,7 +56,13 @@ void cmd_demo_usage(FILE *out)
 		"  --channels N      data channels (default 4)\n"
 		"  --vcpus N         vCPUs (default 1)\n"
 		"  --downtime-ms N   downtime limit (default 300)\n"
-		"  --json            print one JSON object instead of the summary\n"
+		"  --json            print one JSON object instead of the summary (docs/json.md)\n"
+		"  --timeline FILE   draw the migration over time (throughput, dirty rate, bytes\n"
+		"                    left in the round, throttle, rounds, downtime) into FILE (SVG)\n"
+		"\n"
+		"While it migrates: one updating line on a terminal, else the source's query\n"
+		"replies as JSON lines, once a second, on stderr.  The logs of both VMs are kept\n"
+		"(and named) only when something failed.\n"
 		"\n"
 		"Exit status: 0 when the migration completed, verified, and the guest resumed,\n"
 		"1 otherwise, 2 for a usage error.\n");
@@ -85,12 +100,6 @@ static int ask(const char *sock, const char *req, char *buf, size_t cap)
 	return -ETIMEDOUT;
 }
 
-static uint64_t num(const char *js, const char *key)
-{
-	char v[64];
-	return js && json_find(js, key, v, sizeof(v)) ? strtoull(v, NULL, 10) : 0;
-}
-
 /* The first element of a "key":[a,b,...] array, or of the one after `after` if given. */
 static uint64_t first_of(const char *js, const char *key)
 {
@@ -105,31 +114,6 @@ static bool alive(pid_t pid)
 	return waitpid(pid, NULL, WNOHANG) == 0;
 }
 
-static void progress(const struct demo *d, const char *mig, bool tty, double t0, bool final)
-{
-	char status[32] = "";
-	json_find(mig, "status", status, sizeof(status));
-	uint64_t sent = num(mig, "wire_bytes"), rem = num(mig, "remaining_bytes");
-	uint64_t rounds = num(mig, "rounds"), thr = num(mig, "throttle_pct");
-	double frac = d->mem ? (double)sent / (double)d->mem : 0;
-	if (frac > 1)
-		frac = 1;
-	if (tty) {
-		char bar[31];
-		int n = (int)(frac * 30);
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < n ? '#' : '.';
-		bar[30] = '\0';
-		fprintf(stderr, "\r  [%s] %-10s round %-3" PRIu64 " sent %5" PRIu64
-			" MiB  dirty %4" PRIu64 " MiB  throttle %2" PRIu64 "%%  %5.1fs%s", bar, status,
-			rounds, sent >> 20, rem >> 20, thr, cli_now_s() - t0, final ? "\n" : "");
-	} else {
-		fprintf(stderr, "  %-10s round %" PRIu64 ", sent %" PRIu64 " MiB, dirty %" PRIu64
-			" MiB, throttle %" PRIu64 "%%, %.1f s\n", status, rounds, sent >> 20, rem >> 20,
-			thr, cli_now_s() - t0);
-	}
-}
-
 int cmd_demo(int argc, char **argv)
 {
 	struct demo d = { .accel = "auto", .mem = 512ull << 20, .dirty = 64ull << 20, .channels = 4,
@@ -142,6 +126,7 @@ int cmd_demo(int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "downtime-ms", required_argument, NULL, 'D' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "timeline", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -178,6 +163,9 @@ int cmd_demo(int argc, char **argv)
 			break;
 		case 'j':
 			d.json = true;
+			break;
+		case 't':
+			d.timeline = optarg;
 			break;
 		case 'h':
 			cmd_demo_usage(stdout);
@@ -222,8 +210,9 @@ int cmd_demo(int argc, char **argv)
 			     ssrc, "--control", d.src_sock, NULL };
 	bool tty = isatty(STDERR_FILENO) && !getenv("CI");
 	int status = 1;
-	char src_q[16384], dst_q[16384], msg[512] = "";
+	char src_q[16384] = "", dst_q[16384] = "", msg[512] = "";
 	char accel[16] = "?", uri[256] = "";
+	struct timeline tl = { 0 };
 	double t_mig = 0;
 	bool verified = false, resumed = false, pattern_ok = false, completed = false;
 	char src_digest[32] = "", dst_digest[32] = "";
@@ -247,9 +236,9 @@ int cmd_demo(int argc, char **argv)
 		}
 		usleep(100000);
 	}
-	json_find(src_q, "accel", accel, sizeof(accel));
+	jv_str(src_q, "accel", accel, sizeof(accel));
 	if (ask(d.dst_sock, "{\"cmd\":\"query\"}", dst_q, sizeof(dst_q)) ||
-	    !json_find(dst_q, "incoming_uri", uri, sizeof(uri))) {
+	    !jv_str(dst_q, "incoming_uri", uri, sizeof(uri))) {
 		snprintf(msg, sizeof(msg), "the destination VM did not start (see %s)", ldst);
 		goto out;
 	}
@@ -266,23 +255,30 @@ int cmd_demo(int argc, char **argv)
 	}
 	t_mig = cli_now_s();
 	double last_line = 0;
+	struct progress pg = { 0 };
 	for (;;) {
 		if (ask(d.src_sock, "{\"cmd\":\"query\"}", src_q, sizeof(src_q))) {
 			snprintf(msg, sizeof(msg), "the source VM stopped answering");
 			goto out;
 		}
-		const char *mig = strstr(src_q, "\"migration\":");
-		char st[32] = "";
-		if (mig)
-			json_find(mig, "status", st, sizeof(st));
-		bool done = !strcmp(st, "completed") || !strcmp(st, "failed") ||
-			    !strcmp(st, "cancelled");
-		if (mig && !d.json && (tty || done || cli_now_s() - last_line >= 1)) {
-			progress(&d, mig, tty, t_mig, done);
-			last_line = cli_now_s();
+		struct mfd_stats st;
+		jv_stats(src_q, "migration", &st);
+		bool done = st.status == MFD_STATUS_COMPLETED || st.status == MFD_STATUS_FAILED ||
+			    st.status == MFD_STATUS_CANCELLED;
+		if (d.timeline && timeline_add(&tl, &st)) {
+			snprintf(msg, sizeof(msg), "out of memory");
+			goto out;
+		}
+		if (st.status != MFD_STATUS_NONE) {
+			if (tty)
+				progress_line(stderr, &pg, &st);	/* each round starts empty */
+			else if (done || cli_now_s() - last_line >= 1) {
+				fprintf(stderr, "%s\n", src_q);
+				last_line = cli_now_s();
+			}
 		}
 		if (done) {
-			completed = !strcmp(st, "completed");
+			completed = st.status == MFD_STATUS_COMPLETED;
 			break;
 		}
 		if (cli_now_s() - t_mig > 300) {
@@ -290,11 +286,22 @@ int cmd_demo(int argc, char **argv)
 			snprintf(msg, sizeof(msg), "no completion within 300 s: canceled");
 			goto out;
 		}
-		usleep(tty ? 100000 : 200000);
+		usleep(d.timeline || tty ? 100000 : 200000);
+	}
+	if (d.timeline) {
+		struct mfd_stats fin;
+		char err[256], title[160];
+		jv_stats(src_q, "migration", &fin);
+		snprintf(title, sizeof(title), "multifd demo: %s guest of %" PRIu64 " MiB dirtying %"
+			 PRIu64 " MiB, %u channels", accel, d.mem >> 20, d.dirty >> 20, d.channels);
+		if (timeline_write_svg(&tl, &fin, title, d.timeline, err, sizeof(err))) {
+			snprintf(msg, sizeof(msg), "timeline: %s", err);
+			goto out;
+		}
 	}
 	if (!completed) {
 		char e[300] = "";
-		json_find(src_q, "migration_error", e, sizeof(e));
+		jv_str(src_q, "migration_error", e, sizeof(e));
 		snprintf(msg, sizeof(msg), "migration failed: %s", e);
 		goto out;
 	}
@@ -306,13 +313,10 @@ int cmd_demo(int argc, char **argv)
 			break;
 		usleep(50000);
 	}
-	const char *ssw = strstr(src_q, "\"switchover\":"), *dsw = strstr(dst_q, "\"switchover\":");
-	if (ssw)
-		json_find(ssw, "digest", src_digest, sizeof(src_digest));
-	if (dsw) {
-		json_find(dsw, "digest", dst_digest, sizeof(dst_digest));
-		pattern_ok = strstr(dsw, "\"pattern_ok\":true") != NULL;
-		switch_sweep = first_of(dsw, "sweeps");
+	jv_str(src_q, "switchover.digest", src_digest, sizeof(src_digest));
+	if (jv_str(dst_q, "switchover.digest", dst_digest, sizeof(dst_digest))) {
+		pattern_ok = jv_bool(dst_q, "switchover.pattern_ok");
+		switch_sweep = jv_u64(dst_q, "switchover.sweeps.0");
 	}
 	verified = src_digest[0] && !strcmp(src_digest, dst_digest) && pattern_ok;
 	for (int i = 0; i < 100 && !resumed; i++) {
@@ -329,36 +333,41 @@ int cmd_demo(int argc, char **argv)
 		snprintf(msg, sizeof(msg), "the guest did not advance on the destination");
 	status = verified && resumed ? 0 : 1;
 out:;
-	const char *mig = strstr(src_q, "\"migration\":");
-	uint64_t total = num(mig, "total_ms"), mem_b = num(mig, "mem_bytes");
+	struct mfd_stats st;
+	size_t mlen = 0, dlen = 0;
+	const char *mig = jv_find(src_q, "migration", &mlen), *dmig = jv_find(dst_q, "migration", &dlen);
+	jv_stats(src_q, "migration", &st);
+	double mem_mib_s = completed && st.total_ms ? st.mem_bytes / 1048576.0 / (st.total_ms / 1000.0)
+						    : 0.0;
 	if (d.json) {
-		printf("{\"status\":\"%s\",\"accel\":\"%s\",\"mem_bytes\":%" PRIu64 ",\"dirty_bytes\":%"
-		       PRIu64 ",\"channels\":%u,\"total_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
-		       ",\"expected_downtime_ms\":%" PRIu64 ",\"rounds\":%" PRIu64
-		       ",\"throttle_pct_max\":%" PRIu64 ",\"throughput_mib_s\":%.1f,\"wire_bytes\":%"
-		       PRIu64 ",\"verified\":%s,\"pattern_ok\":%s,\"guest_resumed\":%s,"
-		       "\"switchover_sweep\":%" PRIu64 ",\"sweep_after\":%" PRIu64 "",
-		       completed ? "completed" : "failed", accel, d.mem, d.dirty, d.channels, total,
-		       num(mig, "downtime_ms"), num(mig, "expected_downtime_ms"), num(mig, "rounds"),
-		       num(mig, "throttle_pct_max"),
-		       total ? (double)mem_b / 1048576.0 / ((double)total / 1000.0) : 0.0,
-		       num(mig, "wire_bytes"), verified ? "true" : "false",
-		       pattern_ok ? "true" : "false", resumed ? "true" : "false", switch_sweep,
-		       now_sweep);
-		if (msg[0]) {
-			printf(",\"error\":\"");
-			for (const char *p = msg; *p; p++)
-				printf(*p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
-			printf("\"");
-		}
-		printf("}\n");
+		/* docs/json.md, "demo --json": the demo's own facts, then both sides' statistics. */
+		char out[CTL_MAX_LINE];
+		struct ctl_out o = { out, sizeof(out), 0, false };
+		ctl_out_printf(&o, "{\"schema\":%d,\"status\":\"%s\",\"accel\":", MFD_JSON_SCHEMA,
+			       completed && status == 0 ? "completed" : "failed");
+		ctl_out_json_str(&o, accel);
+		ctl_out_printf(&o, ",\"mem_bytes\":%" PRIu64 ",\"dirty_bytes\":%" PRIu64 ",\"channels\":%u,"
+			       "\"downtime_limit_ms\":%u,\"memory_mib_s\":%.1f,\"verified\":%s,"
+			       "\"pattern_ok\":%s,\"guest_resumed\":%s,\"switchover_sweep\":%" PRIu64
+			       ",\"sweep_after\":%" PRIu64 ",\"error\":", d.mem, d.dirty, d.channels,
+			       d.downtime_ms, mem_mib_s, verified ? "true" : "false",
+			       pattern_ok ? "true" : "false", resumed ? "true" : "false", switch_sweep,
+			       now_sweep);
+		ctl_out_json_str(&o, msg);
+		ctl_out_printf(&o, ",\"logs\":");
+		ctl_out_json_str(&o, status == 0 ? "" : d.dir);
+		printf("%s,\"migration\":%.*s,\"destination\":%.*s}\n", out, mig ? (int)mlen : 2,
+		       mig ? mig : "{}", dmig ? (int)dlen : 2, dmig ? dmig : "{}");
 	} else {
 		if (mig) {
-			printf("migration    %s in %" PRIu64 " ms, %" PRIu64 " rounds, %.1f MiB/s\n",
-			       completed ? "completed" : "failed", total, num(mig, "rounds"),
-			       total ? (double)mem_b / 1048576.0 / ((double)total / 1000.0) : 0.0);
+			char b[32];
+			printf("migration    %s in %" PRIu64 " ms, %" PRIu64 " rounds, %s moved at "
+			       "%.1f MiB/s (memory at %.1f MiB/s)\n", completed ? "completed" : "failed",
+			       st.total_ms, st.rounds, progress_bytes(b, sizeof(b), st.wire_bytes),
+			       jv_num(mig, "throughput_mib_s"), mem_mib_s);
+			progress_channels(stdout, &st);
 			printf("downtime     %" PRIu64 " ms (limit %u ms, expected %" PRIu64 " ms)\n",
-			       num(mig, "downtime_ms"), d.downtime_ms, num(mig, "expected_downtime_ms"));
+			       st.downtime_ms, d.downtime_ms, st.expected_downtime_ms);
 		}
 		printf("accel        %s\n", accel);
 		printf("verified     %s\n", verified ? "yes: destination RAM digest equals the "
@@ -367,9 +376,12 @@ out:;
 		printf("guest        %s (sweep %" PRIu64 " at switchover, %" PRIu64 " now)\n",
 		       resumed ? "resumed on the destination" : "NOT running on the destination",
 		       switch_sweep, now_sweep);
+		if (d.timeline && completed)
+			printf("timeline     %s\n", d.timeline);
 		if (msg[0])
 			printf("error        %s\n", msg);
 	}
+	timeline_free(&tl);
 	/* Shut both VMs down and clean up. */
 	char ignored[16384];
 	if (d.src > 0) {

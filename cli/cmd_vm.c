@@ -77,10 +77,13 @@ void cmd_vm_usage(FILE *out)
 		"                      until the guest shuts down, or Ctrl-C)\n"
 		"  --throttle PCT      let each vCPU run only (100 - PCT)%% of the time\n"
 		"  --control SOCKET    serve the control protocol (JSON lines, docs/control.md) on a\n"
-		"                      unix socket: query, migrate, save, cancel, stop, cont, quit;\n"
-		"                      use `multifd ctl SOCKET ...`; the VM runs until `quit`\n"
+		"                      unix socket: query, migrate, save, cancel, stop, cont, quit,\n"
+		"                      set, events, migrate-incoming; use `multifd ctl SOCKET ...`;\n"
+		"                      the VM runs until `quit`\n"
 		"  --incoming URI      do not boot: wait for a live migration on URI (tcp:HOST:PORT,\n"
-		"                      port 0 for any; unix:PATH), then run the migrated guest\n"
+		"                      port 0 for any; unix:PATH), then run the migrated guest;\n"
+		"                      `defer`: wait for `ctl SOCKET migrate-incoming URI` (needs\n"
+		"                      --control) to say where\n"
 		"  --restore PATH      start from a snapshot (`multifd ctl SOCKET save`); the VM's\n"
 		"                      options (--mem, --vcpus, --workload) must match the saved one\n"
 		"  --lazy              map the snapshot instead of reading it: the guest starts at\n"
@@ -252,6 +255,11 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 	}
 	if (c->incoming_uri && c->restore_path) {
 		fprintf(stderr, "multifd vm: --incoming and --restore exclude each other\n");
+		return -1;
+	}
+	if (c->incoming_uri && !strcmp(c->incoming_uri, "defer") && !c->control_path) {
+		fprintf(stderr, "multifd vm: --incoming defer needs --control (the address comes "
+			"with `ctl SOCKET migrate-incoming URI`)\n");
 		return -1;
 	}
 	if (c->lazy && !c->restore_path) {
@@ -457,11 +465,17 @@ static int vm_run(struct vm_cli *c)
 	double t0 = cli_now_s();
 	if (c->incoming_uri) {
 		/* The guest's RAM and vCPU state come from the source; it starts when they have. */
-		if (vmctl_incoming(ctl, c->incoming_uri, err, sizeof(err)) < 0) {
+		if (!strcmp(c->incoming_uri, "defer")) {
+			vmctl_incoming_defer(ctl);
+			fprintf(stderr, "tinyvm: waiting for `multifd ctl %s migrate-incoming URI`\n",
+				c->control_path);
+		} else if (vmctl_incoming(ctl, c->incoming_uri, err, sizeof(err)) < 0) {
 			fprintf(stderr, "multifd vm: incoming: %s\n", err);
 			goto out_destroy;
+		} else {
+			fprintf(stderr, "tinyvm: waiting for a migration on %s\n",
+				vmctl_incoming_uri(ctl));
 		}
-		fprintf(stderr, "tinyvm: waiting for a migration on %s\n", vmctl_incoming_uri(ctl));
 		int wrc;
 		while ((wrc = vmctl_incoming_wait(ctl, 100, err, sizeof(err))) == VMCTL_STILL_WAITING &&
 		       !interrupted)

@@ -17,6 +17,9 @@ static const struct {
 	{ "stop", CTL_CMD_STOP, "" },
 	{ "cont", CTL_CMD_CONT, "" },
 	{ "quit", CTL_CMD_QUIT, "" },
+	{ "set", CTL_CMD_SET, "max_bandwidth downtime_ms" },
+	{ "events", CTL_CMD_EVENTS, "" },
+	{ "migrate-incoming", CTL_CMD_MIGRATE_INCOMING, "uri" },
 };
 
 /* Every field's type and range, whatever command takes it. */
@@ -71,8 +74,9 @@ static bool listed(const char *list, const char *key)
 	return false;
 }
 
-/* tcp:HOST:PORT or tcp:[V6]:PORT with a port a migration can connect to. */
-static bool tcp_ok(const char *rest)
+/* tcp:HOST:PORT or tcp:[V6]:PORT with a port a migration can connect to (or, any_port, port 0
+ * too: a destination listens on any free port). */
+static bool tcp_ok(const char *rest, bool any_port)
 {
 	const char *colon;
 	size_t hlen;
@@ -97,7 +101,7 @@ static bool tcp_ok(const char *rest)
 	long v = 0;
 	for (const char *p = port; *p; p++)
 		v = v * 10 + (*p - '0');
-	return v >= 1 && v <= 65535;
+	return v >= (any_port ? 0 : 1) && v <= 65535;
 }
 
 static int check_uri(const char *uri, unsigned nfds, struct ctl_request *req, char *err,
@@ -123,7 +127,7 @@ static int check_uri(const char *uri, unsigned nfds, struct ctl_request *req, ch
 		return refuse(err, errlen, "%u descriptors passed, but only \"uri\":\"fd:\" takes "
 			    "them", nfds);
 	if (!strncmp(uri, "tcp:", 4)) {
-		if (!tcp_ok(uri + 4))
+		if (!tcp_ok(uri + 4, false))
 			return refuse(err, errlen, "\"%.200s\": expected tcp:HOST:PORT (port 1..65535; "
 				    "an IPv6 address in brackets)", uri);
 		return 0;
@@ -164,6 +168,27 @@ static int check_save(unsigned nfds, struct ctl_request *req, char *err, size_t 
 	return 0;
 }
 
+/* migrate-incoming: where this VM listens (no descriptors: it makes its own socket). */
+static int check_listen_uri(const char *uri, unsigned nfds, char *err, size_t errlen)
+{
+	if (nfds)
+		return refuse(err, errlen, "migrate-incoming takes no descriptors; %u passed", nfds);
+	if (!strncmp(uri, "tcp:", 4)) {
+		if (!tcp_ok(uri + 4, true))
+			return refuse(err, errlen, "\"%.200s\": expected tcp:HOST:PORT (port 0..65535, "
+				    "0 for any; an IPv6 address in brackets)", uri);
+		return 0;
+	}
+	if (!strncmp(uri, "unix:", 5)) {
+		size_t n = strlen(uri + 5);
+		if (n == 0 || n > 107)
+			return refuse(err, errlen, "\"%.200s\": a unix socket path is 1..107 bytes", uri);
+		return 0;
+	}
+	return refuse(err, errlen, "\"%.200s\" is not an address to listen on (tcp:HOST:PORT or "
+		    "unix:PATH)", uri);
+}
+
 int ctl_request_parse(const char *line, size_t len, unsigned nfds, struct ctl_msg *m,
 		      struct ctl_request *req, char *err, size_t errlen)
 {
@@ -198,7 +223,7 @@ int ctl_request_parse(const char *line, size_t len, unsigned nfds, struct ctl_ms
 	}
 	ctl_int(m, "channels", &req->channels);
 	ctl_int(m, "downtime_ms", &req->downtime_ms);
-	ctl_int(m, "max_bandwidth", &req->max_bandwidth);
+	req->has_max_bandwidth = ctl_int(m, "max_bandwidth", &req->max_bandwidth);
 	ctl_bool(m, "live", &req->live);
 	ctl_bool(m, "direct_io", &req->direct_io);
 
@@ -211,6 +236,15 @@ int ctl_request_parse(const char *line, size_t len, unsigned nfds, struct ctl_ms
 	case CTL_CMD_SAVE:
 		req->target = ctl_str(m, "path");
 		return check_save(nfds, req, err, errlen);
+	case CTL_CMD_MIGRATE_INCOMING:
+		req->target = ctl_str(m, "uri");
+		if (!req->target)
+			return refuse(err, errlen, "migrate-incoming needs \"uri\"");
+		return check_listen_uri(req->target, nfds, err, errlen);
+	case CTL_CMD_SET:
+		if (!req->has_max_bandwidth && !req->downtime_ms)
+			return refuse(err, errlen, "set needs \"max_bandwidth\" or \"downtime_ms\"");
+		/* fall through */
 	default:
 		if (nfds)
 			return refuse(err, errlen, "%s takes no descriptors; %u passed", cmd, nfds);

@@ -23,19 +23,25 @@ enum ctl_cmd {
 	CTL_CMD_STOP,
 	CTL_CMD_CONT,
 	CTL_CMD_QUIT,
+	CTL_CMD_SET,
+	CTL_CMD_EVENTS,
+	CTL_CMD_MIGRATE_INCOMING,
 };
 
 struct ctl_request {
 	enum ctl_cmd cmd;
 	/* migrate: "tcp:HOST:PORT", "unix:PATH", or "fd:" (then fds_used is set);
-	 * save: the file's path, or NULL when fds_used.  Points into the parsed message. */
+	 * save: the file's path, or NULL when fds_used;
+	 * migrate-incoming: "tcp:HOST:PORT" (port 0: any) or "unix:PATH".
+	 * Points into the parsed message. */
 	const char *target;
 	/* The descriptors passed with the request are the migration's channels (main first) or
 	 * the snapshot file (buffered first, then the O_DIRECT one). */
 	bool fds_used;
 	int64_t channels;		/* 0: the default */
-	int64_t downtime_ms;		/* 0: the default */
+	int64_t downtime_ms;		/* 0: the default (set: unchanged) */
 	int64_t max_bandwidth;		/* bytes/s, 0: unlimited */
+	bool has_max_bandwidth;		/* the request gave max_bandwidth (set: 0 lifts the cap) */
 	bool live, direct_io;		/* save */
 };
 

@@ -4,7 +4,9 @@
  * pass reads what clients sent (while their output buffer can take a reply and no complete
  * line is waiting), handles complete lines in order, sends what it can without blocking, then
  * accepts a few new clients.  All state below belongs to the server thread, except lfd, wake
- * and path, which are set before it starts and read-only while it runs. */
+ * and path, which are set before it starts and read-only while it runs, and the event queue,
+ * protected by ev_lock (writers: ctl_server_broadcast on any thread; reader: the server thread,
+ * woken by a byte in the wake pipe). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +37,7 @@ struct client {
 	bool fds_lost;			/* some were dropped: refuse the next request */
 	bool eof;			/* the client will send nothing more */
 	bool closing;			/* close once the output is sent */
+	bool subscribed;		/* receives broadcast events */
 	uint64_t active_ms;		/* last byte received or sent */
 	char in[CTL_MAX_LINE + 1];	/* at most one line and its newline */
 	char out[2 * CTL_MAX_REPLY];	/* last: a new client clears everything before it */
@@ -42,7 +45,11 @@ struct client {
 
 struct ctl_server {
 	int lfd;
-	int wake[2];			/* a byte in wake[1] stops the thread */
+	int wake[2];			/* a byte in wake[1]: events queued, or stopping */
+	pthread_mutex_t ev_lock;	/* protects the three fields below */
+	bool stopping;
+	size_t ev_len;
+	char ev[CTL_EVENT_QUEUE];	/* lines, each ending with '\n' */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	ctl_handler_fn handler;
 	void *opaque;
@@ -151,7 +158,9 @@ static void handle_line(struct ctl_server *srv, struct client *c, size_t len, un
 			       CTL_MAX_FDS);
 		c->fds_lost = false;
 	} else {
-		srv->handler(srv->opaque, c->in, len, c->fds, nfds, &o);
+		bool subscribe = false;
+		srv->handler(srv->opaque, c->in, len, c->fds, nfds, &o, &subscribe);
+		c->subscribed |= subscribe;
 		if (o.truncated) {
 			o.len = 0;
 			ctl_out_printf(&o, "{\"ok\":false,\"error\":\"the reply would exceed %d "
@@ -236,6 +245,48 @@ static void accept_clients(struct ctl_server *srv)
 	}
 }
 
+/* Hand the queued events to every subscriber.  Returns whether the server is stopping. */
+static bool take_events(struct ctl_server *srv)
+{
+	static char batch[CTL_EVENT_QUEUE];	/* the server thread's only */
+	char drain[64];
+	while (read(srv->wake[0], drain, sizeof(drain)) > 0)
+		;
+	pthread_mutex_lock(&srv->ev_lock);
+	bool stopping = srv->stopping;
+	size_t len = srv->ev_len;
+	memcpy(batch, srv->ev, len);
+	srv->ev_len = 0;
+	pthread_mutex_unlock(&srv->ev_lock);
+	for (int k = 0; k < CTL_MAX_CLIENTS && len; k++) {
+		struct client *c = &srv->clients[k];
+		if (c->fd < 0 || !c->subscribed || c->closing)
+			continue;
+		if (out_room(c) < len) {	/* it stopped reading: it does not hold up the rest */
+			c->closing = true;
+			continue;
+		}
+		memcpy(c->out + c->out_len, batch, len);
+		c->out_len += len;
+	}
+	return stopping;
+}
+
+void ctl_server_broadcast(struct ctl_server *srv, const char *line, size_t len)
+{
+	if (!srv || len + 1 > CTL_MAX_REPLY)
+		return;
+	pthread_mutex_lock(&srv->ev_lock);
+	if (!srv->stopping && srv->ev_len + len + 1 <= sizeof(srv->ev)) {
+		memcpy(srv->ev + srv->ev_len, line, len);
+		srv->ev[srv->ev_len + len] = '\n';
+		srv->ev_len += len + 1;
+	}
+	pthread_mutex_unlock(&srv->ev_lock);
+	ssize_t w = write(srv->wake[1], "e", 1);	/* a full pipe already wakes the thread */
+	(void)w;
+}
+
 static void *server_thread(void *arg)
 {
 	struct ctl_server *srv = arg;
@@ -260,7 +311,7 @@ static void *server_thread(void *arg)
 				continue;
 			break;
 		}
-		if (p[0].revents)
+		if (p[0].revents && take_events(srv))
 			break;
 		for (nfds_t i = 2; i < n; i++) {
 			struct client *c = of[i];
@@ -300,7 +351,8 @@ int ctl_server_start(struct ctl_server **out, const char *path, ctl_handler_fn h
 	srv->opaque = opaque;
 	snprintf(srv->path, sizeof(srv->path), "%s", path);
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	if (pipe2(srv->wake, O_CLOEXEC)) {
+	pthread_mutex_init(&srv->ev_lock, NULL);
+	if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK)) {
 		rc = -errno;
 		snprintf(err, errlen, "pipe: %s", strerror(errno));
 		goto err_free;
@@ -331,20 +383,35 @@ err_socket:
 	close(srv->wake[0]);
 	close(srv->wake[1]);
 err_free:
+	pthread_mutex_destroy(&srv->ev_lock);
 	free(srv);
 	return rc;
 }
 
-void ctl_server_free(struct ctl_server *srv)
+void ctl_server_stop(struct ctl_server *srv)
 {
 	if (!srv)
+		return;
+	pthread_mutex_lock(&srv->ev_lock);
+	bool first = !srv->stopping;
+	srv->stopping = true;
+	pthread_mutex_unlock(&srv->ev_lock);
+	if (!first)
 		return;
 	ssize_t w = write(srv->wake[1], "x", 1);
 	(void)w;
 	pthread_join(srv->thread, NULL);
 	close(srv->lfd);
 	unlink(srv->path);
+}
+
+void ctl_server_free(struct ctl_server *srv)
+{
+	if (!srv)
+		return;
+	ctl_server_stop(srv);
 	close(srv->wake[0]);
 	close(srv->wake[1]);
+	pthread_mutex_destroy(&srv->ev_lock);
 	free(srv);
 }

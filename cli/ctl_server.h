@@ -15,7 +15,12 @@
  * had to drop, and the request is refused with all its descriptors closed.
  *
  * The handler runs on the server thread, one request at a time: it must not block for long
- * (anything long runs in a thread of its own), since every client waits for it. */
+ * (anything long runs in a thread of its own), since every client waits for it.
+ *
+ * Events: a handler may subscribe the client that sent the request; from then on every line
+ * given to ctl_server_broadcast (from any thread) goes to it too, between its replies, in the
+ * order broadcast.  A subscriber whose output buffer cannot take the next event (it stopped
+ * reading) is disconnected, so it never holds events back from the others. */
 #ifndef MFD_CLI_CTL_SERVER_H
 #define MFD_CLI_CTL_SERVER_H
 
@@ -24,12 +29,14 @@
 #include "ctl_request.h"
 
 #define CTL_MAX_CLIENTS 16
-#define CTL_MAX_REPLY 16384	/* bytes of one reply, newline included */
+#define CTL_MAX_REPLY 16384	/* bytes of one reply or event, newline included */
+#define CTL_EVENT_QUEUE 65536	/* events broadcast but not yet handed to the clients */
 
 /* Handle one request line (len bytes, no newline) that came with fds[0..nfds).  Write the reply
- * object (without newline) into reply; a reply cut at the bound is replaced by an error. */
+ * object (without newline) into reply; a reply cut at the bound is replaced by an error.  Set
+ * *subscribe to make the client a subscriber of events (after this reply). */
 typedef void (*ctl_handler_fn)(void *opaque, const char *line, size_t len, int *fds,
-			       unsigned nfds, struct ctl_out *reply);
+			       unsigned nfds, struct ctl_out *reply, bool *subscribe);
 
 struct ctl_server;
 
@@ -37,8 +44,13 @@ struct ctl_server;
  * or a negative errno with the reason in err. */
 int ctl_server_start(struct ctl_server **out, const char *path, ctl_handler_fn handler,
 		     void *opaque, char *err, size_t errlen);
-/* Stop serving: join the thread, close every client and the socket, remove path.  NULL is
- * fine. */
+/* Stop serving: join the thread, close every client and the socket, remove path.  Broadcasts
+ * stay harmless (dropped) until the free.  Once; NULL is fine. */
+void ctl_server_stop(struct ctl_server *srv);
+/* Stop (if not yet) and free.  No broadcast may come during or after it.  NULL is fine. */
 void ctl_server_free(struct ctl_server *srv);
+/* Send a line (len bytes, no newline, at most CTL_MAX_REPLY - 1) to every subscriber.  Any
+ * thread; never blocks on a client.  A line that does not fit the queue is dropped. */
+void ctl_server_broadcast(struct ctl_server *srv, const char *line, size_t len);
 
 #endif

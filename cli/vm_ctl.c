@@ -26,6 +26,19 @@
 
 enum role { ROLE_NONE, ROLE_SOURCE, ROLE_DEST };
 
+/* What the library's callbacks get as their opaque: set under the lock before the operation's
+ * session has its callbacks, then read-only until the next operation (one at a time). */
+struct op_ctx {
+	struct vmctl *c;
+	struct mfd_session *s;
+	const char *operation;		/* "migrate", "save" or "incoming" */
+};
+
+/* The operator's parameters of the running or last migration or save, as in force. */
+struct op_live {
+	int64_t channels, downtime_ms, max_bandwidth;
+};
+
 /* What a migrate or save request asked for: written by the server thread before it starts the
  * operation thread, which takes it (descriptors included) at its start; both under the lock. */
 struct op_params {
@@ -51,6 +64,11 @@ struct vmctl {
 	/* The operation (one at a time). */
 	enum role role;
 	struct op_params op;
+	struct op_ctx ctx;		/* the callbacks' opaque (see struct op_ctx) */
+	struct op_live live;		/* changed by `set` while it runs */
+	bool have_live;
+	bool deferred;			/* vm run --incoming defer: waits for migrate-incoming */
+	bool incoming_started;		/* migrate-incoming (or --incoming URI) began listening */
 	bool saving;			/* the running or last operation is a save */
 	struct mfd_session *mig;	/* while an operation thread runs */
 	pthread_t mig_thread;
@@ -77,9 +95,8 @@ struct vmctl {
 
 /* ---- library callbacks -------------------------------------------------------------------- */
 
-static int cb_stop(void *opaque)
+static int vm_stop_for(struct vmctl *c)
 {
-	struct vmctl *c = opaque;
 	int rc = vm_pause(c->vm);
 	if (rc == -EINVAL) {	/* the guest stopped by itself: its state is final, fine */
 		struct vm_status st;
@@ -88,6 +105,11 @@ static int cb_stop(void *opaque)
 			return 0;
 	}
 	return rc;
+}
+
+static int cb_stop(void *opaque)
+{
+	return vm_stop_for(((struct op_ctx *)opaque)->c);
 }
 
 /* Let the guest run again after an operation paused it, unless the operator paused it: an
@@ -102,14 +124,60 @@ static void resume_guest(struct vmctl *c)
 
 static void cb_resume(void *opaque)
 {
-	resume_guest(opaque);
+	resume_guest(((struct op_ctx *)opaque)->c);
 }
 
 static void cb_throttle(void *opaque, unsigned pct)
 {
-	struct vmctl *c = opaque;
-	vm_set_throttle(c->vm, pct);
+	vm_set_throttle(((struct op_ctx *)opaque)->c->vm, pct);
 }
+
+/* One event line (docs/json.md, "Events"): kind "status" (value: the status) or "round". */
+static void event_line(struct ctl_out *o, const char *operation, const char *kind,
+		       uint64_t value, const struct mfd_stats *st, const char *error)
+{
+	char js[8192];
+	mfd_stats_json(st, js, sizeof(js));
+	ctl_out_printf(o, "{\"schema\":%d,\"event\":\"%s\",", MFD_JSON_SCHEMA, kind);
+	if (!strcmp(kind, "round"))
+		ctl_out_printf(o, "\"round\":%" PRIu64, value);
+	else
+		ctl_out_printf(o, "\"status\":\"%s\"", mfd_status_name((int)value));
+	ctl_out_printf(o, ",\"operation\":\"%s\",\"migration\":%s", operation, js);
+	if (error) {
+		ctl_out_printf(o, ",\"migration_error\":");
+		ctl_out_json_str(o, error);
+	}
+	ctl_out_printf(o, "}");
+}
+
+static bool final_status(int status)
+{
+	return status == MFD_STATUS_COMPLETED || status == MFD_STATUS_FAILED ||
+	       status == MFD_STATUS_CANCELLED;
+}
+
+/* The library's events, to the control socket's subscribers.  On the operation's thread, or on
+ * the server's (a cancel before the run), possibly under c->lock: it takes no lock of ours. */
+static void cb_event(void *opaque, int event, uint64_t value)
+{
+	struct op_ctx *x = opaque;
+	/* The end is told by finish_migration, once a query shows it too (with what it reports). */
+	if (event == MFD_EVENT_STATUS && final_status((int)value))
+		return;
+	if (event != MFD_EVENT_STATUS && event != MFD_EVENT_ROUND)
+		return;
+	char line[CTL_MAX_REPLY];
+	struct ctl_out o = { line, sizeof(line), 0, false };
+	struct mfd_stats st;
+	mfd_session_get_stats(x->s, &st);
+	event_line(&o, x->operation, event == MFD_EVENT_ROUND ? "round" : "status", value, &st, NULL);
+	if (!o.truncated)
+		ctl_server_broadcast(x->c->srv, o.buf, o.len);
+}
+
+static const struct mfd_callbacks op_callbacks = { .stop = cb_stop, .resume = cb_resume,
+						   .throttle = cb_throttle, .event = cb_event };
 
 static long dev_save(void *opaque, void *buf, size_t cap)
 {
@@ -204,22 +272,36 @@ static void record_switchover(struct vmctl *c)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* The operation thread's last act: publish its outcome.  Until then query shows no final
- * status (see do_query), so whatever a final status reports exists by the time it is seen. */
+static const char *op_name(const struct vmctl *c)	/* under c->lock */
+{
+	return c->saving ? "save" : c->role == ROLE_DEST ? "incoming" : "migrate";
+}
+
+/* The operation thread's last act: publish its outcome, and tell the subscribers.  Until then
+ * query shows no final status (see do_query), so whatever a final status reports exists by the
+ * time it is seen. */
 static void finish_migration(struct vmctl *c, struct mfd_session *s, int rc,
 			     const struct mfd_error *err)
 {
+	static char line[CTL_MAX_REPLY];	/* one operation thread at a time */
+	struct ctl_out o = { line, sizeof(line), 0, false };
 	pthread_mutex_lock(&c->lock);
 	if (s)
 		mfd_session_get_stats(s, &c->stats);
-	c->have_stats = s != NULL;
+	else
+		c->stats.status = MFD_STATUS_FAILED;
+	c->have_stats = true;
 	c->mig_rc = rc;
 	if (rc && !c->mig_err[0])
 		snprintf(c->mig_err, sizeof(c->mig_err), "%s", err->code ? err->msg : mfd_strerror(rc));
 	c->mig = NULL;
 	c->mig_running = false;
+	event_line(&o, op_name(c), "status", (uint64_t)c->stats.status, &c->stats,
+		   c->mig_err[0] ? c->mig_err : NULL);
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+	if (!o.truncated)
+		ctl_server_broadcast(c->srv, o.buf, o.len);
 	mfd_session_free(s);
 }
 
@@ -254,25 +336,32 @@ static void *outgoing_thread(void *arg)
 	struct mfd_error err;
 	mfd_error_clear(&err);
 	int rc = s ? 0 : -ENOMEM;
-	pthread_mutex_lock(&c->lock);
-	c->mig = s;
-	pthread_mutex_unlock(&c->lock);
+	/* The request's parameters first: a `set` may change the two live ones from the moment
+	 * the session is published below. */
 	if (rc == 0 && op.channels)
 		rc = mfd_session_set(s, MFD_OPT_CHANNELS, op.channels);
 	if (rc == 0 && op.downtime_ms)
 		rc = mfd_session_set(s, MFD_OPT_DOWNTIME_MS, op.downtime_ms);
 	if (rc == 0 && op.max_bandwidth)
 		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, op.max_bandwidth);
+	pthread_mutex_lock(&c->lock);
+	c->mig = s;
+	c->ctx = (struct op_ctx){ c, s, op.saving ? "save" : "migrate" };
+	c->live = (struct op_live){ .channels = op.channels ? op.channels : 4,
+				    .downtime_ms = op.downtime_ms ? op.downtime_ms : 300,
+				    .max_bandwidth = op.max_bandwidth };
+	c->have_live = true;
+	pthread_mutex_unlock(&c->lock);
 	if (rc == 0 && op.saving && op.direct_io && !op.nfds)
 		rc = mfd_session_set(s, MFD_OPT_DIRECT_IO, 1);	/* with descriptors: direct_fd */
 	if (rc == 0)
 		rc = add_vm(c, s, false, op.saving && !op.live);
 	if (rc == 0) {
-		struct mfd_callbacks cb = { .stop = cb_stop, .resume = cb_resume,
-					    .throttle = cb_throttle, .opaque = c };
-		mfd_session_set_callbacks(s, &cb);
-		if (op.saving && !op.live) {	/* a stopped save: pause first, memory must not move */
-			rc = cb_stop(c);
+		struct mfd_callbacks cb = op_callbacks;
+		cb.opaque = &c->ctx;
+		rc = mfd_session_set_callbacks(s, &cb);
+		if (rc == 0 && op.saving && !op.live) {	/* a stopped save: pause first */
+			rc = vm_stop_for(c);
 			paused_here = rc == 0;
 		}
 		if (rc == 0) {
@@ -345,9 +434,16 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *errbuf, size_t errlen
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 		goto fail;
 	}
-	/* What the library wants logged (strangers refused while we wait) goes to stderr. */
-	struct mfd_callbacks cb = { .log = cb_log, .opaque = c };
-	mfd_session_set_callbacks(s, &cb);
+	pthread_mutex_lock(&c->lock);	/* no operation runs: the context is free */
+	c->ctx = (struct op_ctx){ c, s, "incoming" };
+	pthread_mutex_unlock(&c->lock);
+	/* Events to the control socket's subscribers; what the library wants logged (strangers
+	 * refused while we wait) to stderr. */
+	struct mfd_callbacks cb = { .log = cb_log, .event = cb_event, .opaque = &c->ctx };
+	if ((rc = mfd_session_set_callbacks(s, &cb)) < 0) {
+		snprintf(errbuf, errlen, "callbacks: %s", mfd_strerror(rc));
+		goto fail;
+	}
 	if ((rc = mfd_session_listen(s, uri, &err)) < 0) {
 		snprintf(errbuf, errlen, "%s", err.msg);
 		goto fail;
@@ -356,6 +452,7 @@ int vmctl_incoming(struct vmctl *c, const char *uri, char *errbuf, size_t errlen
 	if (mfd_session_local_uri(s, c->incoming_uri, sizeof(c->incoming_uri)) < 0)
 		snprintf(c->incoming_uri, sizeof(c->incoming_uri), "%s", uri);
 	c->role = ROLE_DEST;
+	c->incoming_started = true;
 	c->pending = s;
 	c->mig = s;
 	c->mig_running = true;
@@ -420,9 +517,12 @@ int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *errbuf, size
 	}
 	int rc = 0;
 	pthread_mutex_lock(&c->lock);
-	while (c->mig_running && !c->quit && rc != ETIMEDOUT)
+	/* Deferred: nothing runs until migrate-incoming, which is waited for as well. */
+#define WAITING (c->mig_running || (c->deferred && !c->incoming_started))
+	while (WAITING && !c->quit && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-	if (c->mig_running) {
+	if (WAITING) {
+#undef WAITING
 		/* Not an errno: a migration that fails with -ETIMEDOUT (a silent source) must not
 		 * read as "still waiting". */
 		rc = c->quit ? -EINTR : VMCTL_STILL_WAITING;
@@ -452,6 +552,14 @@ const char *vmctl_incoming_uri(struct vmctl *c)
 	return c->incoming_uri;
 }
 
+void vmctl_incoming_defer(struct vmctl *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->deferred = true;
+	c->role = ROLE_DEST;
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- control protocol ----------------------------------------------------------------------- */
 
 static void reply_error(struct ctl_out *o, const char *msg)
@@ -459,12 +567,6 @@ static void reply_error(struct ctl_out *o, const char *msg)
 	ctl_out_printf(o, "{\"ok\":false,\"error\":");
 	ctl_out_json_str(o, msg);
 	ctl_out_printf(o, "}");
-}
-
-static bool final_status(int status)
-{
-	return status == MFD_STATUS_COMPLETED || status == MFD_STATUS_FAILED ||
-	       status == MFD_STATUS_CANCELLED;
 }
 
 static void do_query(struct vmctl *c, struct ctl_out *o)
@@ -475,8 +577,9 @@ static void do_query(struct vmctl *c, struct ctl_out *o)
 	pthread_mutex_lock(&c->lock);
 	vm_get_status(c->vm, &vs);
 	unsigned n = vm_vcpu_count(c->vm);
-	ctl_out_printf(o, "{\"ok\":true,\"accel\":\"%s\",\"vm\":\"%s\",\"vcpus\":%u,\"sweeps\":[",
-		       vm_accel_name(vm_accel(c->vm)), vm_run_state_name(vs.state), n);
+	ctl_out_printf(o, "{\"ok\":true,\"schema\":%d,\"accel\":\"%s\",\"vm\":\"%s\",\"vcpus\":%u,"
+		       "\"sweeps\":[", MFD_JSON_SCHEMA, vm_accel_name(vm_accel(c->vm)),
+		       vm_run_state_name(vs.state), n);
 	for (unsigned i = 0; i < n; i++)
 		ctl_out_printf(o, "%s%" PRIu64, i ? "," : "", vm_serial_sweep(c->vm, i));
 	ctl_out_printf(o, "]");
@@ -486,10 +589,12 @@ static void do_query(struct vmctl *c, struct ctl_out *o)
 		ctl_out_printf(o, ",\"incoming_uri\":");
 		ctl_out_json_str(o, c->incoming_uri);
 	}
+	if (c->have_live)
+		ctl_out_printf(o, ",\"parameters\":{\"channels\":%" PRId64 ",\"downtime_ms\":%" PRId64
+			       ",\"max_bandwidth\":%" PRId64 "}", c->live.channels, c->live.downtime_ms,
+			       c->live.max_bandwidth);
 	if (c->role != ROLE_NONE || c->have_stats || c->mig_running) {
-		ctl_out_printf(o, ",\"operation\":\"%s\"", c->saving ? "save"
-							   : c->role == ROLE_DEST ? "incoming"
-										  : "migrate");
+		ctl_out_printf(o, ",\"operation\":\"%s\"", op_name(c));
 		struct mfd_stats st;
 		if (c->mig)
 			mfd_session_get_stats(c->mig, &st);
@@ -512,12 +617,10 @@ static void do_query(struct vmctl *c, struct ctl_out *o)
 	if (c->have_digest) {
 		ctl_out_printf(o, ",\"switchover\":{\"digest\":\"%016" PRIx64 "\",\"verify_ms\":%.1f",
 			       c->digest, c->verify_ms);
-		if (c->pattern_checked) {
-			ctl_out_printf(o, ",\"pattern_ok\":%s", c->pattern_ok ? "true" : "false");
-			if (!c->pattern_ok) {
-				ctl_out_printf(o, ",\"pattern_error\":");
-				ctl_out_json_str(o, c->pattern_err);
-			}
+		if (c->pattern_checked) {	/* pattern_error: "" when the check passed */
+			ctl_out_printf(o, ",\"pattern_ok\":%s,\"pattern_error\":",
+				       c->pattern_ok ? "true" : "false");
+			ctl_out_json_str(o, c->pattern_err);
 		}
 		ctl_out_printf(o, ",\"sweeps\":[");
 		for (unsigned i = 0; i < c->nswitch; i++)
@@ -592,8 +695,55 @@ static void do_operation(struct vmctl *c, const struct ctl_request *req, int *fd
 }
 
 /* The control server's handler: one request, one reply (docs/control.md). */
+/* set: the operator's parameters of the running migration or save (QMP's
+ * migrate-set-parameters), any time while it runs. */
+static void do_set(struct vmctl *c, const struct ctl_request *req, struct ctl_out *o)
+{
+	int rc = 0;
+	pthread_mutex_lock(&c->lock);
+	bool running = c->mig_running && c->mig && c->role != ROLE_DEST;
+	if (running && req->has_max_bandwidth) {
+		rc = mfd_session_set(c->mig, MFD_OPT_MAX_BANDWIDTH, req->max_bandwidth);
+		if (rc == 0)
+			c->live.max_bandwidth = req->max_bandwidth;
+	}
+	if (running && rc == 0 && req->downtime_ms) {
+		rc = mfd_session_set(c->mig, MFD_OPT_DOWNTIME_MS, req->downtime_ms);
+		if (rc == 0)
+			c->live.downtime_ms = req->downtime_ms;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (!running)
+		return reply_error(o, "no migration or save is running here (give the values with "
+				      "migrate or save)");
+	if (rc < 0)
+		return reply_error(o, mfd_strerror(rc));
+	ctl_out_printf(o, "{\"ok\":true}");
+}
+
+/* migrate-incoming: a VM started with --incoming defer listens now. */
+static void do_migrate_incoming(struct vmctl *c, const struct ctl_request *req, struct ctl_out *o)
+{
+	char err[MFD_ERROR_MSG_MAX + 64];
+	pthread_mutex_lock(&c->lock);
+	const char *why = !c->deferred ? "this VM was not started with --incoming defer"
+			  : c->incoming_started ? "the incoming migration was already started"
+						: NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (why)
+		return reply_error(o, why);
+	if (vmctl_incoming(c, req->target, err, sizeof(err)) < 0)
+		return reply_error(o, err);
+	pthread_mutex_lock(&c->lock);
+	pthread_cond_broadcast(&c->cond);	/* the main thread's wait has something to wait for */
+	ctl_out_printf(o, "{\"ok\":true,\"incoming_uri\":");
+	ctl_out_json_str(o, c->incoming_uri);
+	ctl_out_printf(o, "}");
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void handle(void *opaque, const char *line, size_t len, int *fds, unsigned nfds,
-		   struct ctl_out *o)
+		   struct ctl_out *o, bool *subscribe)
 {
 	static struct ctl_msg m;	/* the server runs one request at a time */
 	struct vmctl *c = opaque;
@@ -651,6 +801,13 @@ static void handle(void *opaque, const char *line, size_t len, int *fds, unsigne
 		pthread_cond_broadcast(&c->cond);
 		pthread_mutex_unlock(&c->lock);
 		return ctl_out_printf(o, "{\"ok\":true}");
+	case CTL_CMD_SET:
+		return do_set(c, &req, o);
+	case CTL_CMD_EVENTS:
+		*subscribe = true;
+		return ctl_out_printf(o, "{\"ok\":true}");
+	case CTL_CMD_MIGRATE_INCOMING:
+		return do_migrate_incoming(c, &req, o);
 	}
 	reply_error(o, "unknown command");
 }
@@ -683,7 +840,7 @@ void vmctl_free(struct vmctl *c)
 {
 	if (!c)
 		return;
-	ctl_server_free(c->srv);	/* no request is handled from here on */
+	ctl_server_stop(c->srv);	/* no request is handled from here on */
 	pthread_mutex_lock(&c->lock);
 	c->quit = true;
 	if (c->mig_running && c->mig)
@@ -693,6 +850,7 @@ void vmctl_free(struct vmctl *c)
 	pthread_mutex_unlock(&c->lock);
 	if (join)
 		pthread_join(c->mig_thread, NULL);
+	ctl_server_free(c->srv);	/* after the operation thread: it broadcasts events */
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -40,6 +40,9 @@ int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms
  * still runs, -EINTR when a `quit` request came first. */
 #define VMCTL_STILL_WAITING 1
 int vmctl_incoming_wait(struct vmctl *c, uint64_t timeout_ms, char *err, size_t errlen);
+/* --incoming defer: the VM waits (created, not started) until a `migrate-incoming` request
+ * names where to listen; vmctl_incoming_wait waits for that too. */
+void vmctl_incoming_defer(struct vmctl *c);
 /* Is a source connected and sending (not merely being waited for)? */
 bool vmctl_incoming_arriving(struct vmctl *c);
 /* A `quit` request arrived. */

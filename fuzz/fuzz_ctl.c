@@ -2,7 +2,8 @@
  * of it (cli/ctl_request.c): any bytes in, a bounded message or an error out; every parsed
  * value is checked against the parser's promises, and every accepted request against the
  * checker's (fields in range, a target where one is needed, descriptors only where the
- * command takes them, and then exactly as many as it uses).  Each input is checked as if it
+ * command takes them, and then exactly as many as it uses; set with something to set;
+ * migrate-incoming with an address to listen on).  Each input is checked as if it
  * came with 0, 1, 2, 3 and 70 passed descriptors. */
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,18 @@ static void check_request(const struct ctl_request *r, unsigned nfds)
 				: !r->target || !r->target[0])
 			abort();
 		break;
+	case CTL_CMD_MIGRATE_INCOMING:	/* an address of its own to listen on, never descriptors */
+		if (!r->target || nfds || (strncmp(r->target, "tcp:", 4) && strncmp(r->target, "unix:", 5)))
+			abort();
+		break;
+	case CTL_CMD_SET:	/* something to set, and only the two live parameters */
+		if (nfds || (!r->has_max_bandwidth && !r->downtime_ms) || r->target || r->channels ||
+		    r->live || r->direct_io)
+			abort();
+		break;
 	default:
-		if (r->target || r->channels || r->live || r->direct_io)
+		if (r->target || r->channels || r->live || r->direct_io || r->has_max_bandwidth ||
+		    r->downtime_ms)
 			abort();
 	}
 }

@@ -42,9 +42,17 @@ echo "every file the documents name is in the repository"
 
 vmhelp=$("$BIN" help vm) && ctlhelp=$("$BIN" help ctl) || fail "help"
 control_line=$(sed -n '/--control SOCKET/,/--incoming/p' <<<"$vmhelp")
-for c in query migrate save cancel stop cont quit; do
+for c in query migrate save cancel stop cont quit set events migrate-incoming; do
 	grep -q "^| \`$c\` |" "$ROOT/docs/control.md" || fail "docs/control.md has no row for $c"
 	grep -qw "$c" <<<"$control_line" || fail "vm --help (--control) does not list $c: $control_line"
 	grep -qw "$c" <<<"$ctlhelp" || fail "ctl --help does not list $c"
 done
 echo "every control command is documented in control.md, vm --help and ctl --help"
+man1=$(sed 's/\\-/-/g' "$ROOT/man/multifd.1")	# groff's \- is a plain hyphen here
+for c in bench vm ctl demo inspect query migrate save cancel stop cont quit set events migrate-incoming info; do
+	grep -qw -- "$c" <<<"$man1" || fail "man/multifd.1 does not mention $c"
+done
+for o in timeline wait max-bandwidth downtime-ms incoming json; do
+	grep -q -- "--$o" <<<"$man1" || fail "man/multifd.1 does not describe --$o"
+done
+echo "multifd(1) covers every command, control command and the options of issue 12"

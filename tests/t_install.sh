@@ -23,7 +23,7 @@ make -C "$ROOT" -s BUILD="$BUILD" DESTDIR="$D" PREFIX=/usr LIBDIR=/usr/lib64 ins
 ver=$(sed -n 's/^#define MFD_VERSION_\(MAJOR\|MINOR\|PATCH\) *\([0-9]*\).*/\2/p' "$ROOT/include/multifd.h" | paste -sd.)
 major=${ver%%.*}
 for f in usr/include/multifd.h usr/lib64/libmultifd.so.$ver usr/lib64/libmultifd.a \
-	 usr/lib64/pkgconfig/multifd.pc usr/bin/multifd \
+	 usr/lib64/pkgconfig/multifd.pc usr/bin/multifd usr/share/man/man1/multifd.1 \
 	 usr/share/man/man3/libmultifd.3; do
 	[ -e "$D/$f" ] || fail "$f not installed"
 done
@@ -75,7 +75,7 @@ while read -r fn; do
 	warn=$(cd "$M" && groff -s -man -Tutf8 -ww -z "man3/$fn.3" 2>&1) || fail "groff $fn"
 	[ -z "$warn" ] || fail "man3/$fn.3: $warn"
 done <"$T/declared"
-for p in "$M"/man3/*.3; do
+for p in "$M"/man3/*.3 "$M"/man1/*.1; do
 	warn=$(cd "$M" && groff -s -man -Tutf8 -ww -z "${p#"$M"/}" 2>&1)
 	[ -z "$warn" ] || fail "$p: $warn"
 done
