@@ -50,6 +50,5 @@ int ctl_connect(const char *path);
 /* Send one request line, with fds[0..nfds) passed along (SCM_RIGHTS), and read the reply line
  * into buf (NUL-terminated, without its newline), waiting up to 10 s.  0 or -errno. */
 int ctl_call(int fd, const char *req, const int *fds, unsigned nfds, char *buf, size_t cap);
-const char *json_find(const char *js, const char *key, char *out, size_t cap);
 
 #endif

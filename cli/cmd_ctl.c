@@ -170,28 +170,6 @@ int ctl_call(int fd, const char *req, const int *fds, unsigned nfds, char *buf, 
 	}
 }
 
-/* A number or string field of a reply object, found by a plain search (replies are ours). */
-const char *json_find(const char *js, const char *key, char *out, size_t cap)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	const char *p = strstr(js, pat);
-	if (!p)
-		return NULL;
-	p += strlen(pat);
-	size_t n = 0;
-	if (*p == '"') {
-		p++;
-		while (*p && *p != '"' && n + 1 < cap)
-			out[n++] = *p++;
-	} else {
-		while (*p && *p != ',' && *p != '}' && *p != ']' && n + 1 < cap)
-			out[n++] = *p++;
-	}
-	out[n] = '\0';
-	return out;
-}
-
 /* Follow the operation with query until it ends (see the usage above); print the last reply.
  * With a timeline, sample every 100 ms and draw it into timeline_path. */
 static int follow(int fd, const char *timeline_path, const char *title)

@@ -100,15 +100,6 @@ static int ask(const char *sock, const char *req, char *buf, size_t cap)
 	return -ETIMEDOUT;
 }
 
-/* The first element of a "key":[a,b,...] array, or of the one after `after` if given. */
-static uint64_t first_of(const char *js, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\":[", key);
-	const char *p = js ? strstr(js, pat) : NULL;
-	return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
-}
-
 static bool alive(pid_t pid)
 {
 	return waitpid(pid, NULL, WNOHANG) == 0;
@@ -228,7 +219,7 @@ int cmd_demo(int argc, char **argv)
 	double deadline = cli_now_s() + 60;
 	for (;;) {
 		if (ask(d.src_sock, "{\"cmd\":\"query\"}", src_q, sizeof(src_q)) == 0 &&
-		    first_of(src_q, "sweeps") >= 2)
+		    jv_u64(src_q, "sweeps.0") >= 2)
 			break;
 		if (!alive(d.src) || cli_now_s() > deadline) {
 			snprintf(msg, sizeof(msg), "the source VM did not start (see %s)", lsrc);
@@ -244,7 +235,7 @@ int cmd_demo(int argc, char **argv)
 	}
 	if (!d.json)
 		fprintf(stderr, "multifd demo: accel %s; source guest running (sweep %" PRIu64
-			"); migrating to %s\n", accel, first_of(src_q, "sweeps"), uri);
+			"); migrating to %s\n", accel, jv_u64(src_q, "sweeps.0"), uri);
 
 	char req[512];
 	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"%s\",\"channels\":%u,"
@@ -321,7 +312,7 @@ int cmd_demo(int argc, char **argv)
 	verified = src_digest[0] && !strcmp(src_digest, dst_digest) && pattern_ok;
 	for (int i = 0; i < 100 && !resumed; i++) {
 		ask(d.dst_sock, "{\"cmd\":\"query\"}", dst_q, sizeof(dst_q));
-		now_sweep = first_of(dst_q, "sweeps");
+		now_sweep = jv_u64(dst_q, "sweeps.0");
 		resumed = now_sweep > switch_sweep;
 		if (!resumed)
 			usleep(100000);

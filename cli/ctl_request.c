@@ -104,6 +104,26 @@ static bool tcp_ok(const char *rest, bool any_port)
 	return v >= (any_port ? 0 : 1) && v <= 65535;
 }
 
+/* tcp:HOST:PORT (also port 0 with any_port: where a destination listens) or unix:PATH: 0, or -1
+ * with the reason in err; 1 when uri is neither (the caller says what it takes). */
+static int check_socket_uri(const char *uri, bool any_port, char *err, size_t errlen)
+{
+	if (!strncmp(uri, "tcp:", 4)) {
+		if (!tcp_ok(uri + 4, any_port))
+			return refuse(err, errlen, "\"%.200s\": expected tcp:HOST:PORT (port %s; an IPv6 "
+				    "address in brackets)", uri,
+				    any_port ? "0..65535, 0 for any" : "1..65535");
+		return 0;
+	}
+	if (!strncmp(uri, "unix:", 5)) {
+		size_t n = strlen(uri + 5);
+		if (n == 0 || n > 107)
+			return refuse(err, errlen, "\"%.200s\": a unix socket path is 1..107 bytes", uri);
+		return 0;
+	}
+	return 1;
+}
+
 static int check_uri(const char *uri, unsigned nfds, struct ctl_request *req, char *err,
 		     size_t errlen)
 {
@@ -126,18 +146,9 @@ static int check_uri(const char *uri, unsigned nfds, struct ctl_request *req, ch
 	if (nfds)
 		return refuse(err, errlen, "%u descriptors passed, but only \"uri\":\"fd:\" takes "
 			    "them", nfds);
-	if (!strncmp(uri, "tcp:", 4)) {
-		if (!tcp_ok(uri + 4, false))
-			return refuse(err, errlen, "\"%.200s\": expected tcp:HOST:PORT (port 1..65535; "
-				    "an IPv6 address in brackets)", uri);
-		return 0;
-	}
-	if (!strncmp(uri, "unix:", 5)) {
-		size_t n = strlen(uri + 5);
-		if (n == 0 || n > 107)
-			return refuse(err, errlen, "\"%.200s\": a unix socket path is 1..107 bytes", uri);
-		return 0;
-	}
+	int rc = check_socket_uri(uri, false, err, errlen);
+	if (rc <= 0)
+		return rc;
 	if (!strncmp(uri, "file:", 5))
 		return refuse(err, errlen, "\"%.200s\": a file is not a migration target (use "
 			    "\"save\")", uri);
@@ -173,18 +184,9 @@ static int check_listen_uri(const char *uri, unsigned nfds, char *err, size_t er
 {
 	if (nfds)
 		return refuse(err, errlen, "migrate-incoming takes no descriptors; %u passed", nfds);
-	if (!strncmp(uri, "tcp:", 4)) {
-		if (!tcp_ok(uri + 4, true))
-			return refuse(err, errlen, "\"%.200s\": expected tcp:HOST:PORT (port 0..65535, "
-				    "0 for any; an IPv6 address in brackets)", uri);
-		return 0;
-	}
-	if (!strncmp(uri, "unix:", 5)) {
-		size_t n = strlen(uri + 5);
-		if (n == 0 || n > 107)
-			return refuse(err, errlen, "\"%.200s\": a unix socket path is 1..107 bytes", uri);
-		return 0;
-	}
+	int rc = check_socket_uri(uri, true, err, errlen);
+	if (rc <= 0)
+		return rc;
 	return refuse(err, errlen, "\"%.200s\" is not an address to listen on (tcp:HOST:PORT or "
 		    "unix:PATH)", uri);
 }

@@ -65,6 +65,16 @@ static const char *skip_value(const char *p, int depth)
 	return p > start ? p : NULL;
 }
 
+/* Past the value at p and its comma: the next member or element, or NULL after the last one
+ * (or in malformed input). */
+static const char *next_element(const char *p)
+{
+	if (!(p = skip_value(p, 0)))
+		return NULL;
+	p = ws(p);
+	return *p == ',' ? ws(p + 1) : NULL;
+}
+
 /* Within the object or array at p, the member named by the path component [c, c + n). */
 static const char *child(const char *p, const char *c, size_t n)
 {
@@ -82,12 +92,8 @@ static const char *child(const char *p, const char *c, size_t n)
 			p = ws(p);
 			if (match)
 				return p;
-			if (!(p = skip_value(p, 0)))
+			if (!(p = next_element(p)))
 				return NULL;
-			p = ws(p);
-			if (*p != ',')
-				return NULL;
-			p = ws(p + 1);
 		}
 		return NULL;
 	}
@@ -97,15 +103,10 @@ static const char *child(const char *p, const char *c, size_t n)
 		if (e != c + n || n == 0)
 			return NULL;
 		p = ws(p + 1);
-		for (unsigned long i = 0; *p && *p != ']'; i++) {
+		for (unsigned long i = 0; p && *p && *p != ']'; i++) {
 			if (i == idx)
 				return p;
-			if (!(p = skip_value(p, 0)))
-				return NULL;
-			p = ws(p);
-			if (*p != ',')
-				return NULL;
-			p = ws(p + 1);
+			p = next_element(p);
 		}
 	}
 	return NULL;
@@ -163,20 +164,6 @@ bool jv_str(const char *js, const char *path, char *out, size_t cap)
 	}
 	out[n] = '\0';
 	return true;
-}
-
-unsigned jv_count(const char *js, const char *path)
-{
-	const char *v = jv_find(js, path, NULL);
-	if (!v || *v != '[')
-		return 0;
-	char idx[16];
-	unsigned n = 0;
-	for (;; n++) {
-		snprintf(idx, sizeof(idx), "%u", n);
-		if (!child(v, idx, strlen(idx)))
-			return n;
-	}
 }
 
 void jv_stats(const char *js, const char *path, struct mfd_stats *st)

@@ -22,8 +22,6 @@ bool jv_bool(const char *js, const char *path);
 /* A string at path into out (escapes other than \" and \\ kept as they are); false when absent
  * or not a string. */
 bool jv_str(const char *js, const char *path, char *out, size_t cap);
-/* The number of elements of the array at path (0 when absent). */
-unsigned jv_count(const char *js, const char *path);
 
 /* A statistics object (mfd_stats_json's, docs/json.md) back into the struct, member by member;
  * "status" by name. */
