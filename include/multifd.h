@@ -126,7 +126,8 @@ struct mfd_error {
  * Any thread. */
 MFD_API const char *mfd_strerror(int code);
 /* Make err empty (code 0, channel -1, message "") so that the next error recorded in it is
- * kept; a zero-initialised record is empty too, but for its channel.  NULL is fine. */
+ * kept; a zero-initialised record is empty too, but for its channel.  NULL is fine.  Any
+ * thread, on a record no other thread uses at the time. */
 MFD_API void mfd_error_clear(struct mfd_error *err);
 
 /* ---- sessions --------------------------------------------------------------------------- */
@@ -554,7 +555,7 @@ MFD_API int mfd_snapshot_inspect_sized(const char *path, struct mfd_snapshot_inf
 #define mfd_snapshot_inspect(path, info, err) \
 	mfd_snapshot_inspect_sized((path), (info), sizeof(struct mfd_snapshot_info), (err))
 /* Free what inspect or verify allocated in info (blocks, devices) and empty those members.
- * NULL is fine. */
+ * NULL is fine.  Any thread (not on an info another thread uses). */
 MFD_API void mfd_snapshot_info_free_sized(struct mfd_snapshot_info *info, size_t info_size);
 #define mfd_snapshot_info_free(info) \
 	mfd_snapshot_info_free_sized((info), sizeof(struct mfd_snapshot_info))
@@ -564,7 +565,7 @@ MFD_API void mfd_snapshot_info_free_sized(struct mfd_snapshot_info *info, size_t
  * file saved with MFD_OPT_VERIFY).  Memory stays bounded (pages are streamed).  The first bad
  * page is the error (MFD_ECHECKSUM, naming its block, page and file offset); info counts them
  * all.  It only reads the file, so it may run while a guest lazily restored from it runs: the
- * background scrub a lazy restore's embedder can run to learn of a corrupt page. */
+ * background scrub a lazy restore's embedder can run to learn of a corrupt page.  Any thread. */
 MFD_API int mfd_snapshot_verify_sized(const char *path, struct mfd_snapshot_info *info,
 				      size_t info_size, struct mfd_error *err);
 #define mfd_snapshot_verify(path, info, err) \

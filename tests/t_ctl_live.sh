@@ -10,14 +10,16 @@ set -u
 . "${MFD_ROOT:-.}/tests/ctl_lib.sh" ctl-live
 q() { "$BIN" ctl "$1" query; }
 field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(eval("d" + sys.argv[1]))' "$1"; }
-# rate SOCK SECONDS: whole MiB/s of wire bytes over SECONDS, and the round at the end.
+# rate SOCK SECONDS: whole MiB/s of wire bytes over about SECONDS (timed by the session's own
+# clock, total_ms, not by when the queries ran), and the round at the end.
 rate() {
-	local a b r
-	a=$(q "$1" | field '["migration"]["wire_bytes"]')
+	local a b
+	a=$(q "$1")
 	sleep "$2"
-	r=$(q "$1")
-	b=$(field '["migration"]["wire_bytes"]' <<<"$r")
-	echo "$(python3 -c "print(int(($b - $a) / 1048576 / $2))") $(field '["migration"]["rounds"]' <<<"$r")"
+	b=$(q "$1")
+	python3 -c 'import json, sys
+a, b = (json.loads(x)["migration"] for x in sys.argv[1:3])
+print(int((b["wire_bytes"] - a["wire_bytes"]) / 1048576 / ((b["total_ms"] - a["total_ms"]) / 1000)), b["rounds"])' "$a" "$b"
 }
 
 vm_start dst --accel soft --mem 256M --workload dirty:16M --incoming tcp:127.0.0.1:0
@@ -38,12 +40,13 @@ read -r r1 round1 <<<"$(rate "$S" 1.0)"
 "$BIN" ctl "$S" set max-bandwidth 64M | grep -q '"ok":true' || fail "set max-bandwidth refused"
 [ "$(q "$S" | field '["parameters"]["max_bandwidth"]')" = $((64 << 20)) ] || fail "query does not show the new cap"
 sleep 0.3
-read -r r2 round2 <<<"$(rate "$S" 1.0)"
+read -r r2 round2 <<<"$(rate "$S" 1.5)"
 echo "capped at 16 MiB/s: $r1 MiB/s in round $round1; set to 64 MiB/s: $r2 MiB/s in round $round2"
 [ "$round1" = 1 ] && [ "$round2" = 1 ] || fail "the first pass ended before the measurement (rounds $round1, $round2)"
-# Over one second, packets of 2 MiB make a measured rate up to a few packets off the cap.
+# Over a second, 2 MiB packets (counted when written whole, in bunches when the destination is
+# slow) make a measured rate a few packets off the cap: within half the cap is what we ask.
 [ "$r1" -ge 10 ] && [ "$r1" -le 24 ] || fail "the 16 MiB/s cap measured ${r1} MiB/s"
-[ $((r2 * 2)) -ge $((r1 * 5)) ] && [ "$r2" -le 80 ] || fail "the new cap did not show within the round: ${r1} then ${r2} MiB/s"
+[ $((r2 * 2)) -ge $((r1 * 5)) ] && [ "$r2" -le 96 ] || fail "the new cap did not show within the round: ${r1} then ${r2} MiB/s"
 "$BIN" ctl "$S" info >"$T/info" || fail "info"
 for w in "status:" "round:" "dirty rate:" "expected downtime:" "ETA:" "max-bandwidth 64.0 MiB/s" "data 1"; do
 	grep -q "$w" "$T/info" || fail "info has no '$w': $(cat "$T/info")"
