@@ -380,6 +380,9 @@ struct mfd_stats {
 	uint64_t round_bytes;		/* memory the round covers: all of it for the first pass,
 					 * the dirty set found by the sync before it after that */
 	uint64_t round_done_bytes;	/* of those, bytes already sent or saved (zero pages count) */
+	double cpu_s;			/* CPU time of the session's own threads (workers, the
+					 * run thread, the main-channel reader), this side only */
+	double cpu_s_per_gib;		/* cpu_s per GiB of registered memory */
 };
 
 enum mfd_status {

@@ -3,13 +3,14 @@
 #
 # Build: a C compiler and pkg-config (the code links only libc, libpthread and libm; zlib, zstd
 # and lz4 join when the codecs land).  Tests: python3 (the control-protocol peers), groff (the
-# man pages are checked), and rsvg-convert from librsvg2-bin (the timeline picture is rendered).
+# man pages are checked), rsvg-convert from librsvg2-bin (the timeline picture is rendered), and
+# ip and nft (iproute2, nftables: two network namespaces and the faults between them).
 # --check verifies the build's only: a machine without the test tools still builds, and the tests
 # that need one skip (exit 77).  Run as root, the default installs what is missing of both with
 # apt-get; otherwise it prints the exact command.
 set -u
 BUILD_PKGS="build-essential pkg-config"
-TEST_PKGS="python3 groff-base librsvg2-bin"
+TEST_PKGS="python3 groff-base librsvg2-bin iproute2 nftables"
 check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
@@ -19,7 +20,8 @@ have_build() {
 
 have_test() {
     command -v python3 >/dev/null 2>&1 && command -v groff >/dev/null 2>&1 &&
-        command -v rsvg-convert >/dev/null 2>&1
+        command -v rsvg-convert >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 &&
+        command -v nft >/dev/null 2>&1
 }
 
 missing_pkgs() {

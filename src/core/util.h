@@ -66,6 +66,14 @@ static inline uint64_t mfd__now_ns(void)
 }
 static inline uint64_t mfd__now_ms(void) { return mfd__now_ns() / 1000000ull; }
 
+/* CPU time the calling thread has used. */
+static inline uint64_t mfd__thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* ---- bitmaps: arrays of uint64_t words, bit i of word i/64 -------------------------------- */
 #define MFD_BITS_PER_WORD 64
 static inline size_t mfd__bitmap_words(uint64_t nbits) { return (size_t)((nbits + 63) / 64); }

@@ -156,6 +156,7 @@ static void *reader_main(void *arg)
 		break;
 	}
 	free(meta);
+	MFD_ST_ADD(s, cpu_ns, mfd__thread_cpu_ns());	/* the whole of this thread's life */
 	return NULL;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "migrate/session.h"
 
 bool mfd__session_canceled(struct mfd_session *s)
@@ -236,6 +237,7 @@ int mfd__session_start_workers(struct mfd_session *s, unsigned n, struct mfd_err
 		.owner = s,
 		.on_fail = pool_on_fail,
 		.errbox = &s->errbox,
+		.cpu_ns = &s->st.cpu_ns,
 	};
 	struct mfd__pool *p;
 	int rc = mfd__pool_create(&p, &cfg);

@@ -405,7 +405,10 @@ MFD_API int mfd_session_run(struct mfd_session *s, struct mfd_error *err)
 		return mfd__err_set(err, -EINVAL, -1, "no RAM blocks registered");
 	MFD_ST_SET(s, t_start_ns, mfd__now_ns());
 	mfd__session_set_status(s, MFD_STATUS_SETUP);
-	return mfd__session_finish(s, s->role->run(s, err), err);
+	uint64_t cpu = mfd__thread_cpu_ns();
+	int rc = s->role->run(s, err);
+	MFD_ST_ADD(s, cpu_ns, mfd__thread_cpu_ns() - cpu);	/* before finish publishes the end */
+	return mfd__session_finish(s, rc, err);
 }
 
 MFD_API void mfd_session_cancel(struct mfd_session *s)

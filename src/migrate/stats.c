@@ -64,6 +64,8 @@ static void get_stats(struct mfd_session *s, struct mfd_stats *st)
 	st->file_bytes = MFD_ST_GET(s, file_bytes);
 	st->ready_ms = MFD_ST_GET(s, ready_ms);
 	st->rejected_connections = MFD_ST_GET(s, rejected_connections);
+	st->cpu_s = (double)MFD_ST_GET(s, cpu_ns) / 1e9;
+	st->cpu_s_per_gib = st->mem_bytes ? st->cpu_s / ((double)st->mem_bytes / (1u << 30)) : 0;
 	st->verified = MFD_ST_GET(s, verified);
 	st->digest = st->verified ? __atomic_load_n(&s->ramx.digest, __ATOMIC_RELAXED) : 0;
 	/* The round's figures are stored one by one: a reader between two stores may pair a new
@@ -145,6 +147,8 @@ MFD_API int mfd_stats_json_sized(const struct mfd_stats *caller, size_t st_size,
 	mfd__json_u64(&j, "file_bytes", st->file_bytes);
 	mfd__json_u64(&j, "ready_ms", st->ready_ms);
 	mfd__json_u64(&j, "rejected_connections", st->rejected_connections);
+	mfd__json_double(&j, "cpu_s", st->cpu_s);
+	mfd__json_double(&j, "cpu_s_per_gib", st->cpu_s_per_gib);
 	mfd__json_bool(&j, "verified", st->verified);
 	mfd__json_end(&j);
 	return (int)mfd__json_finish(&j);

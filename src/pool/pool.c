@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/util.h"
 #include "pool/pool.h"
 
 struct worker {
@@ -57,6 +58,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct mfd__pool *p = w->pool;
 	size_t js = p->cfg.job_size;
+	uint64_t cpu = p->cfg.cpu_ns ? mfd__thread_cpu_ns() : 0;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -72,6 +74,11 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		int rc = p->cfg.fn(p->cfg.owner, w->index, w->job);
+		if (p->cfg.cpu_ns) {	/* a syscall per job of megabytes: nothing */
+			uint64_t now = mfd__thread_cpu_ns();
+			__atomic_fetch_add(p->cfg.cpu_ns, now - cpu, __ATOMIC_RELAXED);
+			cpu = now;
+		}
 
 		pthread_mutex_lock(&p->lock);
 		w->busy = false;

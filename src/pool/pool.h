@@ -30,6 +30,9 @@ struct mfd__pool_cfg {
 	void *owner;			/* passed to fn, drop and on_fail */
 	void (*on_fail)(void *owner);	/* called once, from the failing thread, without locks */
 	struct mfd__errbox *errbox;	/* the owner's shared first-error record */
+	/* If set: each worker adds the CPU time it spent (its thread's, job by job) here.
+	 * Atomic (stats only). */
+	uint64_t *cpu_ns;
 };
 
 int mfd__pool_create(struct mfd__pool **out, const struct mfd__pool_cfg *cfg);
