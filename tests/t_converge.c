@@ -1,5 +1,5 @@
 /* t_converge — the convergence controller on its own: switchover when the expected downtime is
- * under the limit, throttle raised step by step while the guest dirties faster than half the
+ * under the limit (after a few more rounds while each halves it), throttle raised step by step while the guest dirties faster than half the
  * bandwidth, the deadline's two policies, a bandwidth estimate that ignores tiny rounds. */
 #include "migrate/converge.h"
 #include "tutil.h"
@@ -19,14 +19,52 @@ int main(void)
 	struct mfd__converge c;
 	struct mfd__converge_cfg k = cfg();
 
-	/* 1 GB/s, 100 MB dirty: 100 ms expected, under 300 ms: switch over. */
+	/* 1 GB/s, 100 MB dirty at 100 MB/s: 100 ms expected, under 300 ms.  Another round takes
+	 * 100 ms, in which the guest dirties 10 MB: a tenth, so it goes on. */
 	mfd__converge_init(&c, &k);
 	struct mfd__round r = { .sent_bytes = 1000 * MB, .send_ns = 1000 * MS, .dirty_bytes = 100 * MB,
 				.since_sync_ns = 1000 * MS, .elapsed_ms = 1000 };
-	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_SWITCHOVER);
+	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_CONTINUE);
 	CHECK_EQ(c.bandwidth_bps, 1000 * MB);
 	CHECK_EQ(c.expected_downtime_ms, 100);
 	CHECK_EQ(c.dirty_rate_bps, 100 * MB);
+	/* It left 10 MB (10 ms): again a tenth ahead, so once more; then 1 MB, 1 ms: not worth a
+	 * round, switch over. */
+	struct mfd__round r2 = { .sent_bytes = 100 * MB, .send_ns = 100 * MS, .dirty_bytes = 10 * MB,
+				 .since_sync_ns = 100 * MS, .elapsed_ms = 1100 };
+	CHECK_EQ(mfd__converge_step(&c, &r2), MFD_DECIDE_CONTINUE);
+	struct mfd__round r3 = { .sent_bytes = 10 * MB, .send_ns = 10 * MS, .dirty_bytes = 1 * MB,
+				 .since_sync_ns = 10 * MS, .elapsed_ms = 1110 };
+	CHECK_EQ(mfd__converge_step(&c, &r3), MFD_DECIDE_SWITCHOVER);
+	CHECK_EQ(c.expected_downtime_ms, 1);
+	/* A hot set the guest rewrites as fast as we send it: the extra round did not halve it
+	 * (100 MB, then 90 MB), so no more. */
+	mfd__converge_init(&c, &k);
+	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_CONTINUE);
+	struct mfd__round same = { .sent_bytes = 100 * MB, .send_ns = 100 * MS, .dirty_bytes = 90 * MB,
+				   .since_sync_ns = 100 * MS, .elapsed_ms = 1100 };
+	CHECK_EQ(mfd__converge_step(&c, &same), MFD_DECIDE_SWITCHOVER);
+	/* The prediction alone also says no: 100 MB dirty in 110 ms is 909 MB/s; sending 100 MB
+	 * takes 100 ms, which leaves 91 MB, more than half. */
+	mfd__converge_init(&c, &k);
+	struct mfd__round fast = { .sent_bytes = 1000 * MB, .send_ns = 1000 * MS,
+				   .dirty_bytes = 100 * MB, .since_sync_ns = 110 * MS };
+	CHECK_EQ(mfd__converge_step(&c, &fast), MFD_DECIDE_SWITCHOVER);
+	/* At most MFD_CONVERGE_EXTRA extra rounds, however well they shrink it. */
+	mfd__converge_init(&c, &k);
+	struct mfd__round slow = { .sent_bytes = 1000 * MB, .send_ns = 1000 * MS,
+				   .dirty_bytes = 200 * MB, .since_sync_ns = 100000 * MS };
+	unsigned extra = 0;
+	while (mfd__converge_step(&c, &slow) == MFD_DECIDE_CONTINUE && extra < 10) {
+		extra++;
+		slow.dirty_bytes /= 3;
+	}
+	CHECK_EQ(extra, MFD_CONVERGE_EXTRA);
+	/* Not with the deadline close: 100 ms expected, 150 ms left (twice the downtime is kept). */
+	k.deadline_ms = 1150;
+	mfd__converge_init(&c, &k);
+	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_SWITCHOVER);
+	k.deadline_ms = 0;
 	/* Device state counts in the downtime. */
 	mfd__converge_init(&c, &k);
 	r.device_bytes = 250 * MB;

@@ -21,6 +21,28 @@ static uint64_t window_bandwidth(const struct mfd__converge *c)
 	return ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
 }
 
+/* Under the limit: is one more round worth it?  Sending the pending set takes pending / bw; the
+ * guest dirties dirty_rate meanwhile, which is the set the round after would leave.  Worth it
+ * when that is at most half of now, when the last extra round did halve it (the guest may
+ * rewrite a hot set faster than the estimate says), and a few times at most.  The deadline is
+ * not put at risk for it. */
+static bool shrink_more(struct mfd__converge *c, const struct mfd__round *r, uint64_t pending,
+			uint64_t prev)
+{
+	if (c->expected_downtime_ms <= MFD_CONVERGE_FLOOR_MS || c->extra_rounds >= MFD_CONVERGE_EXTRA ||
+	    !c->bandwidth_bps)
+		return false;
+	if (c->extra_rounds && pending > prev / 2)
+		return false;
+	double next = (double)c->dirty_rate_bps * (double)pending / (double)c->bandwidth_bps;
+	if (next > (double)pending / 2)
+		return false;
+	if (c->cfg.deadline_ms && r->elapsed_ms + 2 * c->expected_downtime_ms >= c->cfg.deadline_ms)
+		return false;
+	c->extra_rounds++;
+	return true;
+}
+
 enum mfd__decision mfd__converge_step(struct mfd__converge *c, const struct mfd__round *r)
 {
 	c->win_bytes[c->win_head] = r->sent_bytes;
@@ -44,8 +66,10 @@ enum mfd__decision mfd__converge_step(struct mfd__converge *c, const struct mfd_
 		net = (double)bw / 10;
 	c->eta_ms = bw ? (uint64_t)((double)pending * 1000.0 / net) : 0;
 
+	uint64_t prev = c->prev_pending;
+	c->prev_pending = pending;
 	if (c->expected_downtime_ms <= c->cfg.downtime_ms)
-		return MFD_DECIDE_SWITCHOVER;
+		return shrink_more(c, r, pending, prev) ? MFD_DECIDE_CONTINUE : MFD_DECIDE_SWITCHOVER;
 	if (c->cfg.deadline_ms && r->elapsed_ms >= c->cfg.deadline_ms)
 		return c->cfg.deadline_force ? MFD_DECIDE_SWITCHOVER : MFD_DECIDE_FAIL;
 

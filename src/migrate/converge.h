@@ -4,7 +4,10 @@
  * time since the previous sync.  It estimates the bandwidth over a sliding window of recent
  * rounds (at least 200 ms of sending, so a tiny round does not make the estimate jump), the dirty
  * rate, and the downtime of stopping now (remaining dirty bytes plus device state over the
- * bandwidth).  It switches over when that estimate is under the limit; otherwise it keeps going,
+ * bandwidth).  It switches over when that estimate is under the limit — unless one more round,
+ * short because the set is small, would at least halve it (the limit is a ceiling, not a
+ * target: up to MFD_CONVERGE_EXTRA such rounds, while they keep halving it and the downtime
+ * is over MFD_CONVERGE_FLOOR_MS); otherwise it keeps going,
  * raising the throttle while the guest dirties memory at more than half the bandwidth; at the
  * deadline it fails or forces the switchover, as configured.  Pure computation: no I/O, no
  * threads, so it is tested on its own. */
@@ -23,6 +26,8 @@ struct mfd__converge_cfg {
 };
 
 #define MFD_CONVERGE_WINDOW 8
+#define MFD_CONVERGE_EXTRA 4		/* rounds taken under the limit to shrink the downtime */
+#define MFD_CONVERGE_FLOOR_MS 5		/* a downtime not worth another round */
 
 struct mfd__converge {
 	struct mfd__converge_cfg cfg;
@@ -30,6 +35,8 @@ struct mfd__converge {
 	unsigned win_n, win_head;
 	unsigned throttle_pct, throttle_pct_max;
 	unsigned hot_rounds;		/* consecutive rounds dirtying faster than bw / 2 */
+	unsigned extra_rounds;		/* rounds taken under the limit so far */
+	uint64_t prev_pending;		/* pending bytes after the previous round */
 	/* Outputs of the last step. */
 	uint64_t bandwidth_bps, dirty_rate_bps, expected_downtime_ms, eta_ms;
 };
