@@ -30,6 +30,8 @@ struct bench_opts {
 	const char *save_path;		/* snapshot modes */
 	const char *restore_path;
 	bool direct_io, lazy;
+	bool fresh_dest;		/* the receiving memory is not preallocated: its page
+					 * faults fall into the timed transfer (restore) */
 	const char *timeline;		/* --timeline FILE: the (first) transfer's or save's picture */
 };
 

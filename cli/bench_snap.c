@@ -115,6 +115,8 @@ static void print_snap(const struct bench_opts *o, const char *mode, const char 
 		       mib_s);
 		if (!strcmp(mode, "save"))
 			printf("\"fill\":\"%s\",", o->fill);
+		else
+			printf("\"dest_prealloc\":%s,", o->lazy || o->fresh_dest ? "false" : "true");
 		if (o->baseline)
 			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s,
 			       base_mib_s > 0 ? mib_s / base_mib_s : 0.0);
@@ -231,6 +233,8 @@ int bench_snap_restore(const struct bench_opts *o)
 			rc = -ENOMEM;
 			break;
 		}
+		if (!o->lazy && !o->fresh_dest)	/* a lazy restore maps the file there */
+			cli_prealloc(map[i], b->length + b->page_size);
 		host[i] = (uint8_t *)(((uintptr_t)map[i] + b->page_size - 1) &
 				      ~(uintptr_t)(b->page_size - 1));
 		if ((rc = mfd_ram_block_add(s, b->name, host[i], b->length, b->page_size,
@@ -268,6 +272,8 @@ int bench_snap_restore(const struct bench_opts *o)
 	double base = 0;
 	if (rc == 0 && o->baseline && info.nblocks) {
 		uint8_t *bm = cli_alloc_mem(info.mem_bytes);
+		if (bm && !o->lazy && !o->fresh_dest)
+			cli_prealloc(bm, info.mem_bytes);
 		if (bm)
 			base = bench_baseline_io(o->restore_path, bm, info.mem_bytes, info.blocks[0].pages_offset,
 					   false, o->direct_io);

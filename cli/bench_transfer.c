@@ -68,6 +68,8 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 	struct dst_result r = { 0 };
 	char uri[256];
 	uint8_t *mem = cli_alloc_mem(o->mem);
+	if (mem && !o->fresh_dest)
+		cli_prealloc(mem, o->mem);
 	struct mfd_session *s = mfd_session_new(MFD_INCOMING);
 	struct mfd_error err;
 	mfd_error_clear(&err);
@@ -105,8 +107,10 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 
 	if (!o->baseline)
 		return 0;
-	/* Baseline receiver: fresh memory, as fresh as ours was, so both pay the same faults. */
+	/* Baseline receiver: new memory, preallocated or not as ours was. */
 	mem = cli_alloc_mem(o->mem);
+	if (mem && !o->fresh_dest)
+		cli_prealloc(mem, o->mem);
 	int lfd = mem ? bench_raw_listen(o->transport, uri, sizeof(uri)) : -1;
 	if (lfd < 0)
 		uri[0] = '\0';
@@ -138,6 +142,7 @@ struct sample {
 	uint64_t src_digest;
 	bool verified;
 	double mib_s, base_mib_s;
+	double cpu_s;			/* CPU time of both sessions' threads */
 	uint64_t sweeps;		/* --dirty: writer sweeps */
 };
 
@@ -243,6 +248,7 @@ out:
 	out->base_mib_s = base_mib_s;
 	/* Memory brought over per second (as the plain copy's): the ratio's terms. */
 	out->mib_s = st.total_ms ? (double)o.mem / (1 << 20) / (st.total_ms / 1000.0) : 0;
+	out->cpu_s = st.cpu_s + r.stats.cpu_s;
 	out->sweeps = dz.sweeps;
 }
 
@@ -310,17 +316,20 @@ int bench_transfer(const struct bench_opts *op)
 					 : sp->base_mib_s;
 	double ratio = o.baseline ? (nsamples > 1 ? med : ratios[0]) : 0;
 	const char *state = rc ? "failed" : r.rc ? "failed" : mfd_status_name(st.status);
+	const double gib = (double)o.mem / (1u << 30);
 	if (o.json) {
 		/* docs/json.md, "bench --json": the bench's own facts, then the reported sample's
 		 * statistics as the library writes them. */
 		char stats[8192];
 		mfd_stats_json(&st, stats, sizeof(stats));
 		printf("{\"schema\":%d,\"mode\":\"transfer\",\"status\":\"%s\",\"mem_bytes\":%llu,"
-		       "\"channels\":%u,\"transport\":\"%s\",\"fill\":\"%s\",\"memory_mib_s\":%.1f,",
+		       "\"channels\":%u,\"transport\":\"%s\",\"fill\":\"%s\",\"dest_prealloc\":%s,"
+		       "\"memory_mib_s\":%.1f,",
 		       MFD_JSON_SCHEMA, state, (unsigned long long)o.mem, o.channels, o.transport,
-		       o.fill, mib_s);
+		       o.fill, o.fresh_dest ? "false" : "true", mib_s);
 		if (o.baseline)
 			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s, ratio);
+		printf("\"cpu_s\":%.3f,\"cpu_s_per_gib\":%.3f,", sp->cpu_s, sp->cpu_s / gib);
 		if (nsamples > 1) {
 			printf("\"repeat\":%u,\"samples\":[", nsamples);
 			for (unsigned i = 0; i < nsamples; i++) {
@@ -328,7 +337,8 @@ int bench_transfer(const struct bench_opts *op)
 				if (o.baseline)
 					printf(",\"baseline_mib_s\":%.1f,\"ratio\":%.3f", bases[i],
 					       ratios[i]);
-				printf(",\"verified\":%s}", samples[i].verified ? "true" : "false");
+				printf(",\"cpu_s_per_gib\":%.3f,\"verified\":%s}",
+				       samples[i].cpu_s / gib, samples[i].verified ? "true" : "false");
 			}
 			printf("],");
 		}
@@ -341,8 +351,9 @@ int bench_transfer(const struct bench_opts *op)
 	} else {
 		char b[32];
 		printf("status       %s\n", state);
-		printf("memory       %.1f MiB (%s), %u channels over %s\n", (double)o.mem / (1 << 20),
-		       o.fill, o.channels, o.transport);
+		printf("memory       %.1f MiB (%s), %u channels over %s, destination %s\n",
+		       (double)o.mem / (1 << 20), o.fill, o.channels, o.transport,
+		       o.fresh_dest ? "fresh" : "preallocated");
 		printf("time         %llu ms (setup %llu ms)\n", (unsigned long long)st.total_ms,
 		       (unsigned long long)st.setup_ms);
 		printf("memory rate  %.1f MiB/s\n", mib_s);
@@ -360,6 +371,8 @@ int bench_transfer(const struct bench_opts *op)
 		progress_channels(stdout, &st);
 		printf("pages        %llu normal, %llu zero\n", (unsigned long long)st.normal_pages,
 		       (unsigned long long)st.zero_pages);
+		printf("cpu          %.2f s in both sessions' threads, %.2f s per GiB (source %.2f, "
+		       "destination %.2f)\n", sp->cpu_s, sp->cpu_s / gib, st.cpu_s, r.stats.cpu_s);
 		if (o.dirty)
 			printf("live         %llu rounds, %llu dirty syncs, downtime %llu ms, throttle "
 			       "max %u%%, %llu writer sweeps\n", (unsigned long long)st.rounds,

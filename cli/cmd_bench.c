@@ -3,9 +3,11 @@
  * match.  With --dirty, writer threads in the source keep changing the first SIZE bytes while
  * the memory moves (userfaultfd write-protect tracking): a live migration, with the writers
  * stopped at the switchover as a VMM stops its vCPUs.  --baseline also measures, in the same
- * run, a plain copy of the same bytes from the same source memory into fresh destination memory
+ * run, a plain copy of the same bytes from the same source memory into new destination memory
  * over the same number of connections (no protocol, no zero detection), so the result is a ratio
- * taken on one machine at one time.
+ * taken on one machine at one time.  The receiving memory is preallocated before the clock
+ * starts (unless --fresh-dest): on a virtual machine whose host takes free memory back, the
+ * cost of its first touch varies twentyfold from run to run (docs/design.md).
  *
  * --save PATH and --restore PATH measure mapped-ram snapshots in one process instead: fill the
  * memory and save it (stopped, or live with --dirty), or read a snapshot back into fresh memory
@@ -51,6 +53,7 @@ void cmd_bench_usage(FILE *out)
 	fprintf(out,
 		"usage: multifd bench [--mem SIZE] [--channels N] [--fill random|zero|pattern]\n"
 		"                     [--transport tcp|unix] [--batch PAGES] [--baseline] [--json]\n"
+		"                     [--repeat N] [--fresh-dest]\n"
 		"                     [--dirty SIZE [--dirty-threads N] [--downtime-ms N]\n"
 		"                      [--max-bandwidth RATE] [--deadline-ms N] [--no-throttle]\n"
 		"                      [--deadline-force]] [--timeline FILE]\n"
@@ -58,7 +61,7 @@ void cmd_bench_usage(FILE *out)
 		"                     [--direct-io] [--baseline] [--json] [--dirty SIZE ...]\n"
 		"                     [--timeline FILE]\n"
 		"       multifd bench --restore PATH [--lazy] [--channels N] [--direct-io]\n"
-		"                     [--baseline] [--json]\n"
+		"                     [--baseline] [--json] [--fresh-dest]\n"
 		"\n"
 		"Start a destination and a source process, fill the source memory, move it over\n"
 		"one main and N data channels, and verify every page with a digest on both sides.\n"
@@ -78,6 +81,10 @@ void cmd_bench_usage(FILE *out)
 		"  --repeat N        measure N times in this run (a fresh destination each time)\n"
 		"                    and report the medians, with every sample; default 5 with\n"
 		"                    --baseline (each time ours, then the plain copy), else 1\n"
+		"  --fresh-dest      do not preallocate the receiving memory (destination, eager\n"
+		"                    restore, their baselines): its page faults are then timed,\n"
+		"                    at a cost that varies from run to run where the host takes\n"
+		"                    free memory back (docs/design.md, \"Steady measurements\")\n"
 		"  --dirty SIZE      live migration: writer threads keep changing the first SIZE\n"
 		"                    bytes (page index and sweep number in every page), tracked\n"
 		"                    with userfaultfd write-protect; they stop at the switchover\n"
@@ -128,6 +135,7 @@ int cmd_bench(int argc, char **argv)
 		{ "direct-io", no_argument, NULL, 'I' },
 		{ "lazy", no_argument, NULL, 'Z' },
 		{ "timeline", required_argument, NULL, 'G' },
+		{ "fresh-dest", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -212,6 +220,7 @@ int cmd_bench(int argc, char **argv)
 		case 'I': o.direct_io = true; break;
 		case 'Z': o.lazy = true; break;
 		case 'G': o.timeline = optarg; break;
+		case 'P': o.fresh_dest = true; break;
 		case 'B': o.baseline = true; break;
 		case 'j': o.json = true; break;
 		case 'h': cmd_bench_usage(stdout); return 0;
@@ -238,6 +247,11 @@ int cmd_bench(int argc, char **argv)
 	}
 	if ((o.lazy || o.direct_io) && !o.save_path && !o.restore_path) {
 		fprintf(stderr, "multifd bench: --lazy and --direct-io go with --save or --restore\n");
+		return 2;
+	}
+	if (o.fresh_dest && o.save_path) {
+		fprintf(stderr, "multifd bench: --fresh-dest is about receiving memory: a transfer's "
+			"destination or a restore\n");
 		return 2;
 	}
 	if (o.lazy && !o.restore_path) {

@@ -194,11 +194,11 @@ int cmd_demo(int argc, char **argv)
 	snprintf(lsrc, sizeof(lsrc), "%s/src.log", d.dir);
 	snprintf(ldst, sizeof(ldst), "%s/dst.log", d.dir);
 	char *dst_args[] = { "multifd", "vm", "run", "--accel", (char *)d.accel, "--mem", mem,
-			     "--vcpus", vcpus, "--workload", dirty, "--serial", sdst, "--control",
-			     d.dst_sock, "--incoming", "tcp:127.0.0.1:0", NULL };
+			     "--vcpus", vcpus, "--workload", dirty, "--serial", sdst, "--verify",
+			     "--control", d.dst_sock, "--incoming", "tcp:127.0.0.1:0", NULL };
 	char *src_args[] = { "multifd", "vm", "run", "--accel", (char *)d.accel, "--mem", mem,
 			     "--vcpus", vcpus, "--workload", dirty, "--fill", "random", "--serial",
-			     ssrc, "--control", d.src_sock, NULL };
+			     ssrc, "--verify", "--control", d.src_sock, NULL };
 	bool tty = isatty(STDERR_FILENO) && !getenv("CI");
 	int status = 1;
 	char src_q[16384] = "", dst_q[16384] = "", msg[512] = "";
@@ -208,6 +208,7 @@ int cmd_demo(int argc, char **argv)
 	bool verified = false, resumed = false, pattern_ok = false, completed = false;
 	char src_digest[32] = "", dst_digest[32] = "";
 	uint64_t switch_sweep = 0, now_sweep = 0;
+	double verify_ms = 0, start_ms = 0;	/* the destination's, before its guest started */
 
 	d.dst = spawn(&d, dst_args, ldst);
 	d.src = spawn(&d, src_args, lsrc);
@@ -308,6 +309,8 @@ int cmd_demo(int argc, char **argv)
 	if (jv_str(dst_q, "switchover.digest", dst_digest, sizeof(dst_digest))) {
 		pattern_ok = jv_bool(dst_q, "switchover.pattern_ok");
 		switch_sweep = jv_u64(dst_q, "switchover.sweeps.0");
+		verify_ms = jv_num(dst_q, "switchover.verify_ms");
+		start_ms = jv_num(dst_q, "switchover.start_ms");
 	}
 	verified = src_digest[0] && !strcmp(src_digest, dst_digest) && pattern_ok;
 	for (int i = 0; i < 100 && !resumed; i++) {
@@ -340,10 +343,10 @@ out:;
 		ctl_out_printf(&o, ",\"mem_bytes\":%" PRIu64 ",\"dirty_bytes\":%" PRIu64 ",\"channels\":%u,"
 			       "\"downtime_limit_ms\":%u,\"memory_mib_s\":%.1f,\"verified\":%s,"
 			       "\"pattern_ok\":%s,\"guest_resumed\":%s,\"switchover_sweep\":%" PRIu64
-			       ",\"sweep_after\":%" PRIu64 ",\"error\":", d.mem, d.dirty, d.channels,
-			       d.downtime_ms, mem_mib_s, verified ? "true" : "false",
+			       ",\"sweep_after\":%" PRIu64 ",\"dest_start_ms\":%.1f,\"error\":", d.mem,
+			       d.dirty, d.channels, d.downtime_ms, mem_mib_s, verified ? "true" : "false",
 			       pattern_ok ? "true" : "false", resumed ? "true" : "false", switch_sweep,
-			       now_sweep);
+			       now_sweep, start_ms);
 		ctl_out_json_str(&o, msg);
 		ctl_out_printf(&o, ",\"logs\":");
 		ctl_out_json_str(&o, status == 0 ? "" : d.dir);
@@ -357,8 +360,10 @@ out:;
 			       st.total_ms, st.rounds, progress_bytes(b, sizeof(b), st.wire_bytes),
 			       jv_num(mig, "throughput_mib_s"), mem_mib_s);
 			progress_channels(stdout, &st);
-			printf("downtime     %" PRIu64 " ms (limit %u ms, expected %" PRIu64 " ms)\n",
-			       st.downtime_ms, d.downtime_ms, st.expected_downtime_ms);
+			printf("downtime     %" PRIu64 " ms (limit %u ms, expected %" PRIu64 " ms); the "
+			       "destination verified for %.0f ms, its guest started %.0f ms after "
+			       "the migration\n", st.downtime_ms, d.downtime_ms,
+			       st.expected_downtime_ms, verify_ms, start_ms);
 		}
 		printf("accel        %s\n", accel);
 		printf("verified     %s\n", verified ? "yes: destination RAM digest equals the "

@@ -37,6 +37,7 @@ struct vm_cli {
 	const char *incoming_uri;	/* --incoming: wait for a migration instead of booting */
 	const char *restore_path;	/* --restore: start from a snapshot file */
 	bool lazy;			/* --lazy: map the snapshot instead of reading it */
+	bool verify;			/* --verify: digest and pattern at every switchover */
 	unsigned throttle_pct;
 	uint8_t boot[VM_BOOT_SECTOR_MAX];
 };
@@ -54,7 +55,8 @@ void cmd_vm_usage(FILE *out)
 		"usage: multifd vm run [--accel kvm|soft|auto] [--mem SIZE] [--vcpus N]\n"
 		"                      [--workload dirty[:SIZE]|idle] [--boot-sector FILE]\n"
 		"                      [--fill random|zero|pattern] [--serial FILE]\n"
-		"                      [--duration SECONDS] [--throttle PCT]\n"
+		"                      [--duration SECONDS] [--throttle PCT] [--prealloc]\n"
+		"                      [--verify]\n"
 		"                      [--control SOCKET] [--incoming URI | --restore PATH [--lazy]]\n"
 		"       multifd vm selftest-state [same options]\n"
 		"\n"
@@ -76,6 +78,14 @@ void cmd_vm_usage(FILE *out)
 		"  --duration SECONDS  stop after this long: pause, verify, summarise (default: run\n"
 		"                      until the guest shuts down, or Ctrl-C)\n"
 		"  --throttle PCT      let each vCPU run only (100 - PCT)%% of the time\n"
+		"  --prealloc          fault in all guest RAM at start, as QEMU's prealloc=on: an\n"
+		"                      incoming migration or a restore then writes into memory\n"
+		"                      already there (the process holds all of --mem from the\n"
+		"                      start; not with --lazy)\n"
+		"  --verify            at every switchover (migration, save, arrival) digest guest\n"
+		"                      RAM and check the workload's page pattern, for `ctl query`\n"
+		"                      to report (switchover.digest, pattern_ok); a destination\n"
+		"                      starts the guest only after that (demo and tests)\n"
 		"  --control SOCKET    serve the control protocol (JSON lines, docs/control.md) on a\n"
 		"                      unix socket: query, migrate, save, cancel, stop, cont, quit,\n"
 		"                      set, events, migrate-incoming; use `multifd ctl SOCKET ...`;\n"
@@ -175,6 +185,8 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		{ "incoming", required_argument, NULL, 'I' },
 		{ "restore", required_argument, NULL, 'R' },
 		{ "lazy", no_argument, NULL, 'L' },
+		{ "prealloc", no_argument, NULL, 'P' },
+		{ "verify", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -241,6 +253,12 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 		case 'L':
 			c->lazy = true;
 			break;
+		case 'P':
+			c->opts.prealloc = true;
+			break;
+		case 'V':
+			c->verify = true;
+			break;
 		case 'h':
 			cmd_vm_usage(stdout);
 			exit(0);
@@ -251,6 +269,11 @@ static int parse_opts(struct vm_cli *c, int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr, "multifd vm: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (c->opts.prealloc && c->lazy) {
+		fprintf(stderr, "multifd vm: --prealloc and --lazy exclude each other (a lazy "
+			"restore maps the snapshot over guest RAM)\n");
 		return -1;
 	}
 	if (c->incoming_uri && c->restore_path) {
@@ -447,7 +470,7 @@ static int vm_run(struct vm_cli *c)
 	if (!vm)
 		goto out_close;
 	if (c->control_path || c->incoming_uri || c->restore_path) {
-		ctl = vmctl_new(vm);
+		ctl = vmctl_new(vm, c->verify);
 		if (!ctl) {
 			fprintf(stderr, "multifd vm: out of memory\n");
 			goto out_destroy;

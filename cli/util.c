@@ -53,6 +53,20 @@ void *cli_alloc_mem(uint64_t len)
 	return p;
 }
 
+/* Fault in every page of [p, p + len) now, as a VMM preallocating guest RAM does (QEMU's
+ * prealloc=on); the memory stays zero.  Best effort: a kernel without MADV_POPULATE_WRITE
+ * (before 5.14) gets one write per page. */
+void cli_prealloc(void *p, uint64_t len)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+		return;
+	for (uint64_t o = 0; o < len; o += 4096)
+		((volatile uint8_t *)p)[o] = 0;
+}
+
 void cli_free_mem(void *p, uint64_t len)
 {
 	if (p)

@@ -81,9 +81,12 @@ struct vmctl {
 	char incoming_uri[256];
 	bool migrated_away;		/* source: completed, guest runs elsewhere */
 
-	/* Verification (demo and tests): the digest of guest RAM and the workload's pattern at the
-	 * switchover, taken on the source after it completed (the VM stays paused) and on the
-	 * destination before it starts the VM. */
+	/* The switchover record: each vCPU's sweep counter where the guest stood still, and with
+	 * verify (vm run --verify, demo and tests) the digest of guest RAM and the workload's
+	 * pattern, taken on the source after it completed (the VM stays paused) and on the
+	 * destination before it starts the VM, which then waits for them. */
+	bool verify;			/* set by vmctl_new, then read-only */
+	bool have_switch;
 	bool have_digest;
 	uint64_t digest;
 	bool pattern_checked, pattern_ok;
@@ -91,6 +94,8 @@ struct vmctl {
 	unsigned nswitch;
 	uint64_t switch_sweeps[VM_MAX_VCPUS];
 	double verify_ms;
+	double start_ms;		/* destination: from the session's end to the guest running */
+	bool have_start;
 };
 
 /* ---- library callbacks -------------------------------------------------------------------- */
@@ -257,11 +262,12 @@ static void record_switchover(struct vmctl *c)
 	double t0 = cli_now_s();
 	struct vm_dirty_result res[VM_MAX_VCPUS];
 	char err[256] = "";
-	int prc = vm_verify_dirty_pattern(c->vm, res, err, sizeof(err));
-	uint64_t d = vm_digest(c);
+	int prc = c->verify ? vm_verify_dirty_pattern(c->vm, res, err, sizeof(err)) : -ENOTSUP;
+	uint64_t d = c->verify ? vm_digest(c) : 0;
 	pthread_mutex_lock(&c->lock);
+	c->have_switch = true;
 	c->digest = d;
-	c->have_digest = true;
+	c->have_digest = c->verify;
 	c->pattern_checked = prc != -ENOTSUP && prc != -EINVAL;
 	c->pattern_ok = prc == 0;
 	snprintf(c->pattern_err, sizeof(c->pattern_err), "%s", prc ? err : "");
@@ -409,9 +415,14 @@ static void *incoming_thread(void *arg)
 	mfd_error_clear(&err);
 	int rc = mfd_session_run(s, &err);
 	if (rc == 0) {
+		double t0 = cli_now_s();
 		record_switchover(c);
 		char e[256];
 		rc = vm_start(c->vm, e, sizeof(e));
+		pthread_mutex_lock(&c->lock);
+		c->start_ms = (cli_now_s() - t0) * 1000;
+		c->have_start = rc == 0;
+		pthread_mutex_unlock(&c->lock);
 		if (rc < 0) {
 			pthread_mutex_lock(&c->lock);
 			snprintf(c->mig_err, sizeof(c->mig_err), "starting the migrated VM: %s", e);
@@ -472,21 +483,44 @@ fail:
 	return rc;
 }
 
-int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *errbuf,
-		  size_t errlen)
+/* A restore session for path, opened: eager ones read page data with O_DIRECT (straight into
+ * guest RAM, no copy through the page cache and no second copy of the guest left there: on
+ * these machines also steadier, docs/design.md), unless the file system refuses it. */
+static struct mfd_session *open_restore(struct vmctl *c, const char *path, bool lazy, bool direct,
+					int *rcp, char *errbuf, size_t errlen)
 {
 	struct mfd_session *s = mfd_session_new(MFD_RESTORE);
 	struct mfd_error err;
 	mfd_error_clear(&err);
-	if (!s)
-		return snprintf(errbuf, errlen, "out of memory"), -ENOMEM;
+	if (!s) {
+		*rcp = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
 	int rc = add_vm(c, s, true, true);
-	if (rc == 0 && lazy)
-		rc = mfd_session_set(s, MFD_OPT_LAZY, 1);
+	if (rc == 0)
+		rc = mfd_session_set(s, lazy ? MFD_OPT_LAZY : MFD_OPT_DIRECT_IO, lazy || direct);
 	if (rc < 0)
 		snprintf(errbuf, errlen, "registering the VM: %s", mfd_strerror(rc));
 	if (rc == 0 && (rc = mfd_session_open_file(s, path, &err)) < 0)
 		cli_file_errmsg(&err, rc, errbuf, errlen);
+	*rcp = rc;
+	return s;
+}
+
+int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms, char *errbuf,
+		  size_t errlen)
+{
+	struct mfd_error err;
+	mfd_error_clear(&err);
+	int rc;
+	struct mfd_session *s = open_restore(c, path, lazy, !lazy, &rc, errbuf, errlen);
+	if (rc == -EINVAL && !lazy) {	/* no O_DIRECT here (tmpfs, some network file systems) */
+		mfd_session_free(s);
+		s = open_restore(c, path, false, false, &rc, errbuf, errlen);
+	}
+	if (!s)
+		return rc;
 	if (rc == 0 && (rc = mfd_session_run(s, &err)) < 0)
 		cli_file_errmsg(&err, rc, errbuf, errlen);
 	struct mfd_stats st;
@@ -614,18 +648,22 @@ static void do_query(struct vmctl *c, struct ctl_out *o)
 			ctl_out_json_str(o, c->mig_err);
 		}
 	}
-	if (c->have_digest) {
-		ctl_out_printf(o, ",\"switchover\":{\"digest\":\"%016" PRIx64 "\",\"verify_ms\":%.1f",
-			       c->digest, c->verify_ms);
+	if (c->have_switch) {
+		ctl_out_printf(o, ",\"switchover\":{\"sweeps\":[");
+		for (unsigned i = 0; i < c->nswitch; i++)
+			ctl_out_printf(o, "%s%" PRIu64, i ? "," : "", c->switch_sweeps[i]);
+		ctl_out_printf(o, "]");
+		if (c->have_digest)
+			ctl_out_printf(o, ",\"digest\":\"%016" PRIx64 "\",\"verify_ms\":%.1f",
+				       c->digest, c->verify_ms);
 		if (c->pattern_checked) {	/* pattern_error: "" when the check passed */
 			ctl_out_printf(o, ",\"pattern_ok\":%s,\"pattern_error\":",
 				       c->pattern_ok ? "true" : "false");
 			ctl_out_json_str(o, c->pattern_err);
 		}
-		ctl_out_printf(o, ",\"sweeps\":[");
-		for (unsigned i = 0; i < c->nswitch; i++)
-			ctl_out_printf(o, "%s%" PRIu64, i ? "," : "", c->switch_sweeps[i]);
-		ctl_out_printf(o, "]}");
+		if (c->have_start)
+			ctl_out_printf(o, ",\"start_ms\":%.1f", c->start_ms);
+		ctl_out_printf(o, "}");
 	}
 	pthread_mutex_unlock(&c->lock);
 	ctl_out_printf(o, "}");
@@ -678,7 +716,8 @@ static void do_operation(struct vmctl *c, const struct ctl_request *req, int *fd
 	c->mig_err[0] = '\0';
 	c->have_stats = false;
 	memset(&c->stats, 0, sizeof(c->stats));	/* status "none" until the thread's session runs */
-	c->have_digest = false;	/* the next switchover's, not the arrival's */
+	/* The next switchover's record, not the arrival's. */
+	c->have_switch = c->have_digest = c->have_start = c->pattern_checked = false;
 	c->mig_running = true;
 	int rc = pthread_create(&c->mig_thread, NULL, outgoing_thread, c);
 	c->mig_joinable = rc == 0;
@@ -817,12 +856,13 @@ int vmctl_listen(struct vmctl *c, const char *path, char *errbuf, size_t errlen)
 	return ctl_server_start(&c->srv, path, handle, c, errbuf, errlen);
 }
 
-struct vmctl *vmctl_new(struct vm *vm)
+struct vmctl *vmctl_new(struct vm *vm, bool verify)
 {
 	struct vmctl *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->vm = vm;
+	c->verify = verify;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	return c;

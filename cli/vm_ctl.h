@@ -24,8 +24,10 @@
 struct vm;
 struct vmctl;
 
-/* Wrap a created VM.  vm outlives the vmctl. */
-struct vmctl *vmctl_new(struct vm *vm);
+/* Wrap a created VM.  vm outlives the vmctl.  verify: at every switchover (a migration's, a
+ * save's, an arrival's) digest guest RAM and check the workload's pattern for `query` to
+ * report; a destination starts its guest only after that. */
+struct vmctl *vmctl_new(struct vm *vm, bool verify);
 /* Serve the control protocol on a unix socket at path (created; removed by vmctl_free). */
 int vmctl_listen(struct vmctl *c, const char *path, char *err, size_t errlen);
 /* Wait for an incoming migration on uri into the (created, not started) VM; returns once

@@ -13,11 +13,11 @@ cleanup() {
 trap cleanup EXIT
 fail() { { echo "FAIL: $*"; for f in "$T"/*.log; do echo "--- $f"; tail -n 5 "$f"; done; } >&2; exit 1; }
 
-# vm_start NAME ARGS...: `vm run ARGS --control $T/NAME.sock` in the background, its output in
+# vm_start NAME ARGS...: `vm run ARGS --verify --control $T/NAME.sock` in the background, its output in
 # $T/NAME.log, its pid in LAST_PID; returns once the control socket exists.
 vm_start() {
 	local n=$1; shift
-	"$BIN" vm run "$@" --control "$T/$n.sock" --serial /dev/null >"$T/$n.log" 2>&1 &
+	"$BIN" vm run "$@" --verify --control "$T/$n.sock" --serial /dev/null >"$T/$n.log" 2>&1 &
 	LAST_PID=$!
 	PIDS+=($LAST_PID)
 	for _ in $(seq 100); do [ -S "$T/$n.sock" ] && return 0; sleep 0.1; done

@@ -48,7 +48,7 @@ wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done;
 VM=(--accel auto --mem 128M --vcpus 2 --workload dirty:8M)
 vm() {	# NS NAME ARGS...: a VM in a namespace; its pid in LAST
 	local ns=$1 n=$2; shift 2
-	ip netns exec "$ns" "$BIN" vm run "${VM[@]}" --control "$T/$n.sock" --serial /dev/null "$@" \
+	ip netns exec "$ns" "$BIN" vm run "${VM[@]}" --verify --control "$T/$n.sock" --serial /dev/null "$@" \
 		>"$T/$n.log" 2>&1 &
 	LAST=$!
 	PIDS+=($LAST)

@@ -28,7 +28,7 @@ wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; 
 
 start_dest() {	# name, extra args...
 	local n=$1; shift
-	"$BIN" vm run --control "$T/$n.sock" --incoming tcp:127.0.0.1:0 --serial "$T/$n.serial" \
+	"$BIN" vm run --verify --control "$T/$n.sock" --incoming tcp:127.0.0.1:0 --serial "$T/$n.serial" \
 		"$@" >"$T/$n.log" 2>&1 &
 	PIDS+=($!)
 	wait_sock "$T/$n.sock" || fail "$n did not start"
@@ -65,7 +65,7 @@ running_on() {	# name: the sweep counter advances
 
 # ---- 1. A -> B -> A ---------------------------------------------------------------------
 VMARGS=(--accel auto --mem 96M --vcpus 2 --workload dirty:24M)
-"$BIN" vm run "${VMARGS[@]}" --fill random --control "$T/a.sock" --serial "$T/a.serial" \
+"$BIN" vm run "${VMARGS[@]}" --verify --fill random --control "$T/a.sock" --serial "$T/a.serial" \
 	>"$T/a.log" 2>&1 &
 PIDS+=($!)
 wait_sock "$T/a.sock" || fail "A did not start"
@@ -92,7 +92,7 @@ rc=$?
 [ $rc = 0 ] || fail "boot-sector guest: exit $rc"
 [ "$(head -n 3 "$T/plain.serial" | tr '\n' ' ')" = "real prot a " ] || fail "plain run: $(head -c 40 "$T/plain.serial")"
 
-"$BIN" vm run --accel kvm --boot-sector "$T/tick.bin" --mem 16M --control "$T/s.sock" \
+"$BIN" vm run --accel kvm --boot-sector "$T/tick.bin" --mem 16M --verify --control "$T/s.sock" \
 	--serial "$T/s.serial" >"$T/s.log" 2>&1 &
 PIDS+=($!)
 wait_sock "$T/s.sock" || fail "boot-sector source did not start"

@@ -205,6 +205,15 @@ int vm_create(struct vm **out, const struct vm_opts *o, char *errbuf, size_t err
 		goto err_free;
 	}
 	madvise(vm->ram, vm->ram_bytes, MADV_HUGEPAGE);
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+	if (o->prealloc && madvise(vm->ram, vm->ram_bytes, MADV_POPULATE_WRITE)) {
+		rc = vm__err(errbuf, errlen, -errno, "cannot preallocate %" PRIu64 " MiB of guest "
+			     "RAM: %s%s", vm->ram_bytes >> 20, strerror(errno),
+			     errno == EINVAL ? " (MADV_POPULATE_WRITE needs Linux 5.14)" : "");
+		goto err_unmap;
+	}
 	vm->regions[0] = (struct vm_region){ .name = "ram0", .host = vm->ram, .gpa = 0,
 					     .size = vm->ram_bytes, .kvm_slot = VM_NO_SLOT };
 	vm->nr_regions = 1;

@@ -84,6 +84,10 @@ struct vm_opts {
 	size_t boot_sector_len;		/* 1 .. VM_BOOT_SECTOR_MAX (zero-padded to 512) */
 	int serial_fd;			/* COM1 output; -1 discards it.  Borrowed: must stay open
 					 * until vm_destroy, never closed by the VM */
+	bool prealloc;			/* fault in all guest RAM at creation (QEMU's prealloc=on):
+					 * its first-touch cost is paid before a migration or the
+					 * guest needs the memory, at the price of its full size
+					 * resident from the start */
 };
 
 /* Defaults: auto, 256 MiB, 1 vCPU, dirty over the whole data area, serial discarded. */
