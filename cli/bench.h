@@ -66,7 +66,7 @@ bool bench_pattern_ok(const uint8_t *mem, uint64_t pages, unsigned n, const char
 
 /* bench_baseline.c */
 /* Plain copy of [mem, mem + len) over the n connected fds, split evenly; 0 or -1. */
-int bench_base_run(int *fds, unsigned n, uint8_t *mem, uint64_t len, bool sending);
+int bench_base_run(int *fds, unsigned n, uint8_t *mem, uint64_t len, bool sending, double *cpu_s);
 /* A listening socket for the plain copy (uri gets its address), or -1. */
 int bench_raw_listen(const char *transport, char *uri, size_t urilen);
 int bench_raw_connect(const char *uri);

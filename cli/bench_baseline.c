@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ struct base_conn {
 	uint64_t len;
 	bool sending;
 	int rc;
+	double cpu_s;			/* this thread's CPU time */
 	pthread_t t;
 };
 
@@ -37,10 +39,13 @@ static void *base_xfer(void *arg)
 		}
 		done += (uint64_t)n;
 	}
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	c->cpu_s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	return NULL;
 }
 
-int bench_base_run(int *fds, unsigned n, uint8_t *mem, uint64_t len, bool sending)
+int bench_base_run(int *fds, unsigned n, uint8_t *mem, uint64_t len, bool sending, double *cpu_s)
 {
 	struct base_conn c[MFD_MAX_CHANNELS];
 	uint64_t per = (len / n) & ~(uint64_t)(PAGE - 1);
@@ -51,9 +56,11 @@ int bench_base_run(int *fds, unsigned n, uint8_t *mem, uint64_t len, bool sendin
 		if (pthread_create(&c[i].t, NULL, base_xfer, &c[i]))
 			return -1;
 	}
+	*cpu_s = 0;
 	for (unsigned i = 0; i < n; i++) {
 		pthread_join(c[i].t, NULL);
 		rc |= c[i].rc;
+		*cpu_s += c[i].cpu_s;
 	}
 	return rc;
 }

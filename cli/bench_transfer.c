@@ -120,8 +120,9 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 	int fds[MFD_MAX_CHANNELS];
 	for (unsigned i = 0; i < o->channels; i++)
 		fds[i] = accept(lfd, NULL, NULL);
-	int ok = bench_base_run(fds, o->channels, mem, o->mem, false);
-	write_all(to_src, &ok, sizeof(ok));
+	struct { int ok; double cpu_s; } res;
+	res.ok = bench_base_run(fds, o->channels, mem, o->mem, false, &res.cpu_s);
+	write_all(to_src, &res, sizeof(res));
 	for (unsigned i = 0; i < o->channels; i++)
 		close(fds[i]);
 	close(lfd);
@@ -143,6 +144,7 @@ struct sample {
 	bool verified;
 	double mib_s, base_mib_s;
 	double cpu_s;			/* CPU time of both sessions' threads */
+	double base_cpu_s;		/* and of both sides' plain-copy threads */
 	uint64_t sweeps;		/* --dirty: writer sweeps */
 };
 
@@ -174,7 +176,7 @@ static void one_sample(const struct bench_opts *op, uint8_t *mem, struct sample 
 	struct mfd_stats st = { 0 };
 	struct mfd_error err;
 	mfd_error_clear(&err);
-	double base_mib_s = 0;
+	double base_mib_s = 0, base_cpu_s = 0;
 	uint64_t src_digest = 0;
 	char uri[256];
 	int rc = -EPIPE;
@@ -226,9 +228,13 @@ static void one_sample(const struct bench_opts *op, uint8_t *mem, struct sample 
 				break;
 		if (n == o.channels) {
 			double t0 = cli_now_s();
-			int ok = bench_base_run(fds, n, mem, o.mem, true), dst_ok = -1;
-			if (read_all(up[0], &dst_ok, sizeof(dst_ok)) == 0 && ok == 0 && dst_ok == 0)
+			double cpu_s = 0;
+			int ok = bench_base_run(fds, n, mem, o.mem, true, &cpu_s);
+			struct { int ok; double cpu_s; } dst = { -1, 0 };
+			if (read_all(up[0], &dst, sizeof(dst)) == 0 && ok == 0 && dst.ok == 0) {
 				base_mib_s = (double)o.mem / (1 << 20) / (cli_now_s() - t0);
+				base_cpu_s = cpu_s + dst.cpu_s;
+			}
 		}
 		for (unsigned i = 0; i < n; i++)
 			close(fds[i]);
@@ -246,6 +252,7 @@ out:
 	out->src_digest = src_digest;
 	out->verified = verified;
 	out->base_mib_s = base_mib_s;
+	out->base_cpu_s = base_cpu_s;
 	/* Memory brought over per second (as the plain copy's): the ratio's terms. */
 	out->mib_s = st.total_ms ? (double)o.mem / (1 << 20) / (st.total_ms / 1000.0) : 0;
 	out->cpu_s = st.cpu_s + r.stats.cpu_s;
@@ -328,7 +335,8 @@ int bench_transfer(const struct bench_opts *op)
 		       MFD_JSON_SCHEMA, state, (unsigned long long)o.mem, o.channels, o.transport,
 		       o.fill, o.fresh_dest ? "false" : "true", mib_s);
 		if (o.baseline)
-			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,", base_mib_s, ratio);
+			printf("\"baseline_mib_s\":%.1f,\"ratio\":%.3f,\"baseline_cpu_s_per_gib\":%.3f,",
+			       base_mib_s, ratio, sp->base_cpu_s / gib);
 		printf("\"cpu_s\":%.3f,\"cpu_s_per_gib\":%.3f,", sp->cpu_s, sp->cpu_s / gib);
 		if (nsamples > 1) {
 			printf("\"repeat\":%u,\"samples\":[", nsamples);
@@ -337,8 +345,10 @@ int bench_transfer(const struct bench_opts *op)
 				if (o.baseline)
 					printf(",\"baseline_mib_s\":%.1f,\"ratio\":%.3f", bases[i],
 					       ratios[i]);
-				printf(",\"cpu_s_per_gib\":%.3f,\"verified\":%s}",
-				       samples[i].cpu_s / gib, samples[i].verified ? "true" : "false");
+				printf(",\"cpu_s_per_gib\":%.3f", samples[i].cpu_s / gib);
+				if (o.baseline)
+					printf(",\"baseline_cpu_s_per_gib\":%.3f", samples[i].base_cpu_s / gib);
+				printf(",\"verified\":%s}", samples[i].verified ? "true" : "false");
 			}
 			printf("],");
 		}
@@ -372,7 +382,10 @@ int bench_transfer(const struct bench_opts *op)
 		printf("pages        %llu normal, %llu zero\n", (unsigned long long)st.normal_pages,
 		       (unsigned long long)st.zero_pages);
 		printf("cpu          %.2f s in both sessions' threads, %.2f s per GiB (source %.2f, "
-		       "destination %.2f)\n", sp->cpu_s, sp->cpu_s / gib, st.cpu_s, r.stats.cpu_s);
+		       "destination %.2f)", sp->cpu_s, sp->cpu_s / gib, st.cpu_s, r.stats.cpu_s);
+		if (o.baseline)
+			printf("; the plain copy %.2f s per GiB", sp->base_cpu_s / gib);
+		printf("\n");
 		if (o.dirty)
 			printf("live         %llu rounds, %llu dirty syncs, downtime %llu ms, throttle "
 			       "max %u%%, %llu writer sweeps\n", (unsigned long long)st.rounds,
