@@ -30,6 +30,7 @@ struct bench_opts {
 	const char *save_path;		/* snapshot modes */
 	const char *restore_path;
 	bool direct_io, lazy;
+	bool no_page_checksums;		/* --save without MFD_OPT_PAGE_CHECKSUMS */
 	bool fresh_dest;		/* the receiving memory is not preallocated: its page
 					 * faults fall into the timed transfer (restore) */
 	const char *timeline;		/* --timeline FILE: the (first) transfer's or save's picture */

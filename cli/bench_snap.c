@@ -176,6 +176,8 @@ int bench_snap_save(const struct bench_opts *o)
 		rc = mfd_session_set(s, MFD_OPT_BATCH_PAGES, o->batch);
 	if (rc == 0)
 		rc = mfd_session_set(s, MFD_OPT_DIRECT_IO, o->direct_io);
+	if (rc == 0 && o->no_page_checksums)
+		rc = mfd_session_set(s, MFD_OPT_PAGE_CHECKSUMS, 0);
 	if (rc == 0 && o->max_bandwidth)
 		rc = mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, o->max_bandwidth);
 	if (rc == 0 && (rc = mfd_ram_block_add(s, "ram0", mem, o->mem, PAGE, 0)) > 0)

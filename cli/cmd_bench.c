@@ -59,6 +59,7 @@ void cmd_bench_usage(FILE *out)
 		"                      [--deadline-force]] [--timeline FILE]\n"
 		"       multifd bench --save PATH [--mem SIZE] [--fill KIND] [--channels N]\n"
 		"                     [--direct-io] [--baseline] [--json] [--dirty SIZE ...]\n"
+		"                     [--no-page-checksums]\n"
 		"                     [--timeline FILE]\n"
 		"       multifd bench --restore PATH [--lazy] [--channels N] [--direct-io]\n"
 		"                     [--baseline] [--json] [--fresh-dest]\n"
@@ -102,6 +103,7 @@ void cmd_bench_usage(FILE *out)
 		"  --restore PATH    read PATH back into fresh memory and check the digest\n"
 		"  --lazy            restore by mapping the file (report ready_ms)\n"
 		"  --direct-io       O_DIRECT for page data (and for the baseline)\n"
+		"  --no-page-checksums  save without a checksum per page (what they cost)\n"
 		"  --baseline        also time a sequential write (read) of the same bytes in the\n"
 		"                    same directory, 1 MiB at a time, same flags\n"
 		"\n"
@@ -136,6 +138,7 @@ int cmd_bench(int argc, char **argv)
 		{ "lazy", no_argument, NULL, 'Z' },
 		{ "timeline", required_argument, NULL, 'G' },
 		{ "fresh-dest", no_argument, NULL, 'P' },
+		{ "no-page-checksums", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -221,6 +224,7 @@ int cmd_bench(int argc, char **argv)
 		case 'Z': o.lazy = true; break;
 		case 'G': o.timeline = optarg; break;
 		case 'P': o.fresh_dest = true; break;
+		case 'K': o.no_page_checksums = true; break;
 		case 'B': o.baseline = true; break;
 		case 'j': o.json = true; break;
 		case 'h': cmd_bench_usage(stdout); return 0;
@@ -247,6 +251,10 @@ int cmd_bench(int argc, char **argv)
 	}
 	if ((o.lazy || o.direct_io) && !o.save_path && !o.restore_path) {
 		fprintf(stderr, "multifd bench: --lazy and --direct-io go with --save or --restore\n");
+		return 2;
+	}
+	if (o.no_page_checksums && !o.save_path) {
+		fprintf(stderr, "multifd bench: --no-page-checksums is a --save option\n");
 		return 2;
 	}
 	if (o.fresh_dest && o.save_path) {
