@@ -62,18 +62,9 @@ case $CHANNELS in [1-9] | [1-5][0-9] | 6[0-4]) ;; *) echo "CHANNELS must be 1..6
 case $REPEAT in [1-9] | [1-9][0-9]) ;; *) echo "REPEAT must be 1..99" >&2; exit 1 ;; esac
 start_s=$(date +%s)
 
-# 1. QEMU
-if ! command -v "$QEMU" >/dev/null 2>&1; then
-	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		echo "== installing qemu-system-x86 (apt-get)"
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-x86; } >&2 ||
-			{ echo "apt-get install qemu-system-x86 failed" >&2; exit 1; }
-	else
-		echo "$QEMU not found; install it with: apt-get install -y qemu-system-x86" >&2
-		exit 77
-	fi
-fi
+# 1. QEMU (bench/qmp.py installs it with apt-get if it can)
 command -v python3 >/dev/null 2>&1 || { echo "python3 is needed" >&2; exit 1; }
+python3 bench/qmp.py ensure-qemu || exit $?
 
 # 2. scratch space, clean-up
 base=${QEMU_BENCH_DIR:-/dev/shm}
@@ -98,79 +89,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "interrupted" >&2; exit 130' INT TERM HUP
 
-# The QMP client and the per-migration driver.
-cat >"$tmp/qmp.py" <<'PYEOF'
-import json, os, random, socket, struct, sys, time
-
-class QMP:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile('rw')
-        json.loads(self.f.readline())           # greeting
-        self.cmd('qmp_capabilities')
-    def cmd(self, name, **args):
-        msg = {'execute': name}
-        if args:
-            msg['arguments'] = args
-        self.f.write(json.dumps(msg) + '\n')
-        self.f.flush()
-        while True:
-            line = self.f.readline()
-            if not line:
-                sys.exit('qmp %s: connection closed' % name)
-            r = json.loads(line)
-            if 'event' in r:
-                continue
-            if 'error' in r:
-                sys.exit('qmp %s: %s' % (name, r['error']))
-            return r['return']
-    def hmp(self, line):
-        return self.cmd('human-monitor-command', **{'command-line': line})
-
-def xp(q, addr):                                # 4 little-endian u64 at a guest-physical address
-    out = q.hmp('xp /4xg 0x%x' % addr)
-    vals = []
-    for line in out.splitlines():
-        vals += [int(w, 16) for w in line.split(':', 1)[1].split()]
-    return vals
-
-def spot_check(q, path, addrs, who):
-    with open(path, 'rb') as f:
-        for a in addrs:
-            f.seek(a)
-            want = list(struct.unpack('<4Q', f.read(32)))
-            got = xp(q, a)
-            if got != want:
-                sys.exit('%s: guest RAM at 0x%x is %s, the random file has %s' %
-                         (who, a, [hex(v) for v in got], [hex(v) for v in want]))
-
-def full_compare(q, path, size, dump):
-    q.cmd('pmemsave', val=0, size=size, filename=dump)
-    hole = (0xa0000, 0x100000)                  # legacy VGA/BIOS window: not guest RAM on pc
-    chunk = 64 << 20
-    with open(path, 'rb') as a, open(dump, 'rb') as b:
-        off = 0
-        while off < size:
-            x, y = a.read(chunk), b.read(chunk)
-            if len(x) != len(y):
-                sys.exit('dump of the destination RAM is short at 0x%x' % off)
-            if x != y:
-                for i in range(0, len(x), 4096):
-                    p = off + i
-                    if hole[0] <= p < hole[1]:
-                        continue
-                    if x[i:i + 4096] != y[i:i + 4096]:
-                        sys.exit('destination RAM differs from the random file at 0x%x' % p)
-            off += len(x)
-    os.unlink(dump)
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+# The per-migration driver and the table; the QMP client and the memory checks are bench/qmp.py's.
+cat >"$tmp/drive.py" <<'PYEOF'
+import json, random, sys, time
+sys.path.insert(0, 'bench')
+from qmp import QMP, BenchError, spot_check_file, dump_compare_file
 
 def migrate(src_path, dst_path, mode, channels, rand, size, verify, dump):
     src, dst = QMP(src_path), QMP(dst_path)
@@ -184,13 +107,13 @@ def migrate(src_path, dst_path, mode, channels, rand, size, verify, dump):
     kvm = src.cmd('query-kvm')
     rng = random.Random()
     addrs = [0x100000, size - 4096] + [rng.randrange(0x100000, size - 32) & ~7 for _ in range(6)]
-    spot_check(src, rand, addrs, 'source')
+    spot_check_file(src, rand, addrs, 'source')
     if src.cmd('query-status')['status'] != 'prelaunch':
         sys.exit('source is not paused')
-    port = free_port()
-    dst.cmd('migrate-incoming', uri='tcp:127.0.0.1:%d' % port)
+    dst.cmd('migrate-incoming', uri='tcp:127.0.0.1:0')
+    port = dst.cmd('query-migrate')['socket-address'][0]['port']
     t0 = time.monotonic()
-    src.cmd('migrate', uri='tcp:127.0.0.1:%d' % port)
+    src.cmd('migrate', uri='tcp:127.0.0.1:%s' % port)
     done = dst_done = None
     while done is None or dst_done is None:
         now = time.monotonic()
@@ -211,10 +134,10 @@ def migrate(src_path, dst_path, mode, channels, rand, size, verify, dump):
     r = dst.cmd('query-migrate')
     if r.get('status') not in (None, 'completed'):
         sys.exit('destination migration status %s' % r.get('status'))
-    spot_check(dst, rand, addrs, 'destination')
+    spot_check_file(dst, rand, addrs, 'destination')
     full = False
     if verify:
-        full_compare(dst, rand, size, dump)
+        dump_compare_file(dst, rand, size, dump)
         full = True
     ram = done.get('ram', {})
     out = {
@@ -229,7 +152,7 @@ def migrate(src_path, dst_path, mode, channels, rand, size, verify, dump):
     for q in (src, dst):
         try:
             q.cmd('quit')
-        except SystemExit:
+        except BenchError:
             pass
     print(json.dumps(out))
 
@@ -275,24 +198,20 @@ def table(path, channels, mem_mib):
 
 if __name__ == '__main__':
     a = sys.argv
-    if a[1] == 'migrate':
-        migrate(a[2], a[3], a[4], int(a[5]), a[6], int(a[7]), a[8] == '1', a[9])
-    elif a[1] == 'table':
-        table(a[2], int(a[3]), int(a[4]))
+    try:
+        if a[1] == 'migrate':
+            migrate(a[2], a[3], a[4], int(a[5]), a[6], int(a[7]), a[8] == '1', a[9])
+        elif a[1] == 'table':
+            table(a[2], int(a[3]), int(a[4]))
+    except BenchError as e:
+        sys.exit(str(e))
 PYEOF
-py() { python3 "$tmp/qmp.py" "$@"; }
+py() { python3 "$tmp/drive.py" "$@"; }
 
 # 3. the random file (outside the measurements)
 rand=$tmp/guest-ram.rand
 t0=$(date +%s%N)
-openssl enc -aes-128-ctr -nosalt -pbkdf2 -pass "pass:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-	-in /dev/zero 2>/dev/null | head -c "$((MEM_MIB << 20))" >"$rand"
-if [ "$(stat -c %s "$rand")" != "$((MEM_MIB << 20))" ]; then
-	python3 -c "
-import os, sys
-with open(sys.argv[1], 'wb') as f:
-    for _ in range(int(sys.argv[2])): f.write(os.urandom(1 << 20))" "$rand" "$MEM_MIB" || exit 1
-fi
+python3 bench/qmp.py random-file "$rand" "$((MEM_MIB << 20))" || exit 1
 echo "== $MEM_MIB MiB of random data in $rand, prepared in $(( ($(date +%s%N) - t0) / 1000000 )) ms (not measured)"
 
 ACCEL=kvm
@@ -347,12 +266,8 @@ if ! start_qemu src; then
 	echo "   falling back to -accel tcg (QEMU figures are then not the KVM reference)"
 	start_qemu src || { echo "QEMU does not start at all:" >&2; cat "$tmp/src.log" >&2; exit 1; }
 fi
-python3 - "$tmp/src.qmp" <<'EOF' >/dev/null || exit 1
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rw'); f.readline()
-for c in ('qmp_capabilities', 'quit'):
-    f.write(json.dumps({'execute': c}) + '\n'); f.flush(); f.readline()
-EOF
+python3 -c 'import sys; sys.path.insert(0, "bench"); from qmp import QMP; QMP(sys.argv[1]).cmd("quit")' \
+	"$tmp/src.qmp" || exit 1
 stop_qemu "$qpid"
 
 echo "== $("$QEMU" --version | head -1), accel $ACCEL; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
