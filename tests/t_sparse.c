@@ -34,8 +34,8 @@ static uint64_t rss_kib(void)
 static uint64_t touch(uint8_t *m)
 {
 	uint64_t written = 0, x = 77;
-	for (int i = 0; i < 64; i++) {
-		uint64_t pg = t_rand(&x) % (LEN / PS - 64);
+	for (int i = 0; i < 64; i++) {	/* one stretch in each 64th: they never overlap */
+		uint64_t span = LEN / PS / 64, pg = (uint64_t)i * span + t_rand(&x) % (span - 32);
 		for (int k = 0; k < 32; k++, written++)
 			memset(m + (pg + (uint64_t)k) * PS, 0x11 + i, PS);
 	}
