@@ -49,7 +49,7 @@ fi
 if [ "$what" = demo ] || [ "$what" = all ]; then
 	echo "== tinyvm: 1 GiB guest dirtying 256 MiB, 4 channels"
 	for accel in kvm soft; do
-		j=$("$BIN" demo --accel "$accel" --mem 1G --dirty 256M --channels 4 --json)
+		j=$("$BIN" demo --accel "$accel" --mem 1G --dirty 256M --channels 4 --json 2>/dev/null)
 		echo "   $accel: $(get '"status %s, %s ms, downtime %s ms, %s rounds, verified %s, guest resumed %s" % (d["status"], d["migration"]["total_ms"], d["migration"]["downtime_ms"], d["migration"]["rounds"], d["verified"], d["guest_resumed"])' <<<"$j")"
 	done
 fi
