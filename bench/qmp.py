@@ -128,6 +128,19 @@ class QMP(JsonLines):
     def hmp(self, line):
         return self.cmd('human-monitor-command', **{'command-line': line})
 
+    def query_completed(self, timeout_s=5.0):
+        """query-migrate of a completed migration, with its figures.  QEMU (7.2 at least) sets
+        the status to completed, and emits the event, before it computes total-time and
+        downtime: a query in between reads 0 for both.  Asks again until they are there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            r = self.cmd('query-migrate')
+            if r.get('status') != 'completed' or r.get('total-time', 0) > 0:
+                return r
+            if time.monotonic() > deadline:
+                raise BenchError('query-migrate: completed, but no total-time after %.0f s' % timeout_s)
+            time.sleep(0.005)
+
 
 def xp(q, addr):
     """4 little-endian u64 at a guest-physical address (HMP xp)."""

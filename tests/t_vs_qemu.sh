@@ -18,7 +18,7 @@ done
 [ "$($VSQ --list | wc -l)" = 5 ] || fail "--list: not 5 configurations"
 $VSQ --self-check >"$T/self" || { cat "$T/self"; fail "--self-check"; }
 tail -n 1 "$T/self" | grep -q 'self-check ok' || fail "--self-check did not end with ok"
-for bad in "--config nope" "--repeat 0" "--mem 1K" "--timeout -1" "--bogus"; do
+for bad in "--config nope" "--repeat 0" "--mem 1K" "--timeout -1" "--bogus" "--paused-source --config dirty-x4"; do
 	# shellcheck disable=SC2086
 	$VSQ $bad --self-check >/dev/null 2>&1
 	[ $? = 2 ] || fail "$bad: not a usage error (exit 2)"
