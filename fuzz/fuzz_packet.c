@@ -1,6 +1,6 @@
 /* fuzz/fuzz_packet — the packet header decoder, its checksum check, and every record decoder.
  *
- * Input: one selector byte, then the bytes handed to the decoder it picks (selector % 10):
+ * Input: one selector byte, then the bytes handed to the decoder it picks (selector % 12):
  *   0  a whole packet as a receiver sees it: 32-byte header (mfd__pkt_hdr_decode), then the
  *      meta (mfd__pkt_check), then the type's record decoder on the meta, as incoming.c does;
  *   1  RAM meta with limits A (4 KiB pages, 512 pages per batch, three blocks);
@@ -11,7 +11,7 @@
  *   7  ERROR record, 8-byte message buffer
  *   8  DEVICE meta
  *   9  DEVICES: 8 bytes of meta, then the entries as the packet's data
- *   10 ZERO meta with limits A
+ *   10 ZERO meta with limits A    11 ROUND_ACK meta
  *
  * After a successful decode the target checks what the decoder promises (docs/format.md): every
  * bound holds, and the decoded record re-encodes to exactly the bytes read.  A violation
@@ -133,6 +133,23 @@ static void status_rec(const uint8_t *m, uint32_t len)
 	mfd__status_encode(reenc, &r);
 	if (memcmp(reenc, m, MFD_STATUS_REC_LEN))
 		FAIL("accepted status record does not re-encode to its own bytes");
+}
+
+static void round_ack(const uint8_t *m, uint32_t len)
+{
+	struct mfd_error e;
+	uint32_t r;
+	mfd_error_clear(&e);
+	int rc = mfd__round_ack_decode(m, len, &r, &e);
+	if (rc) {
+		check_err(&e, rc);
+		return;
+	}
+	if (len != MFD_ROUND_ACK_LEN)
+		FAIL("round acknowledgement of %u bytes", len);
+	mfd__round_ack_encode(reenc, r);
+	if (memcmp(reenc, m, MFD_ROUND_ACK_LEN))
+		FAIL("accepted round acknowledgement does not re-encode to its own bytes");
 }
 
 static void end_rec(const uint8_t *m, uint32_t len)
@@ -306,6 +323,9 @@ static void packet(const uint8_t *p, size_t size)
 	case MFD_PKT_END:
 		end_rec(meta, h.meta_len);
 		break;
+	case MFD_PKT_ROUND_ACK:
+		round_ack(meta, h.meta_len);
+		break;
 	case MFD_PKT_ERROR:
 		error_rec(meta, h.meta_len, MFD_ERROR_MSG_MAX);
 		break;
@@ -328,7 +348,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	uint8_t sel = data[0] % 11;
+	uint8_t sel = data[0] % 12;
 	const uint8_t *p = data + 1;
 	size_t n = size - 1;
 	/* Record decoders take a u32 length; the header bounds meta at 128 KiB anyway. */
@@ -363,6 +383,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 10:
 		zero_meta(p, len, &limits_a);
+		break;
+	case 11:
+		round_ack(p, len);
 		break;
 	case 9:
 		if (n >= MFD_DEVICES_META_LEN)

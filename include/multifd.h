@@ -170,7 +170,9 @@ enum mfd_option {
 				 * never acknowledges (TCP_USER_TIMEOUT): the session fails, naming
 				 * the channel.  Keep it above the longest time a destination may
 				 * legitimately stop reading one channel (its receivers wait at a
-				 * round's end for the slowest channel) */
+				 * round's end for the slowest channel).  A source also waits at
+				 * most this long (2000 ms when 0) for the destination to confirm
+				 * every round before it stops the guest */
 	MFD_OPT_PAGE_CHECKSUMS,	/* save: store a CRC-32C of every page (1); restore: check them
 				 * when the file has them (1; a lazy restore does not read
 				 * pages: see mfd_snapshot_verify) */

@@ -1,7 +1,9 @@
 /* t_precopy — live migration with the library's rounds, using manual dirty marking so every
  * write is known: the stale-overwrite stress (50+ rounds, every page re-dirtied every round,
  * random per-channel delays on both sides), throttling to convergence under a bandwidth cap,
- * a deadline that fails cleanly, device state, and cancel at every phase.
+ * a deadline that fails cleanly, device state, and cancel at every phase.  And the settle: when
+ * the guest stops, the destination already holds every page of every round sent before (the
+ * source waited for its round acknowledgements), so the downtime holds no drain.
  *
  * `t_precopy --no-barrier` runs only the stress with the destination's SYNC barrier disabled and
  * exits 0 if the corruption was caught (it shows that the stress test has teeth). */
@@ -75,6 +77,9 @@ struct live_cfg {
 	unsigned min_rounds;
 	bool delays;
 	bool no_barrier;
+	bool no_settle;
+	bool slow_dest;		/* the destination reads slowly (slow_reads) */
+	int stall_ms;		/* the source's MFD_OPT_STALL_MS (0: the default) */
 	int64_t max_bw;
 	int64_t deadline_ms;
 	bool no_throttle;
@@ -95,6 +100,31 @@ struct live_res {
 	char src_msg[MFD_ERROR_MSG_MAX], dst_msg[MFD_ERROR_MSG_MAX];
 };
 
+/* The settle check: the guest's stop callback takes both sides' page counts (the source's
+ * final, the destination's as far as it has got). */
+static struct mfd_session *settle_src, *settle_dst;
+static uint64_t settle_src_pages, settle_dst_pages;	/* written in stop(), read after the run */
+
+static void count_at_stop(void)
+{
+	struct mfd_stats a, b;
+	mfd_session_get_stats(settle_src, &a);
+	mfd_session_get_stats(settle_dst, &b);
+	settle_src_pages = a.normal_pages + a.zero_pages;
+	settle_dst_pages = b.normal_pages + b.zero_pages;
+}
+
+/* A destination that reads slowly: every read on a data channel waits 2 ms, so its receivers
+ * stay about a socket buffer behind the sender. */
+static int slow_reads(void *ctx, int chan, bool writing, size_t len)
+{
+	(void)ctx;
+	(void)len;
+	if (chan != 0 && !writing)
+		usleep(2000);
+	return 0;
+}
+
 static void run_live(const struct live_cfg *c, struct live_res *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -107,6 +137,10 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 	struct mfd__test_knobs dk = { .no_barrier = c->no_barrier };
 	if (c->delays)
 		dk.hook = delay_hook;
+	if (c->slow_dest)
+		dk.hook = slow_reads;
+	settle_src = s;
+	settle_dst = p.dst.s;
 	mfd__session_set_test_knobs(p.dst.s, &dk);
 	CHECK_CODE(pair_listen(&p, c->listen ? c->listen : pair_unix(&p, "t-precopy"), 0), 0);
 
@@ -117,6 +151,8 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 		mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, c->max_bw);
 	if (c->deadline_ms)
 		mfd_session_set(s, MFD_OPT_DEADLINE_MS, c->deadline_ms);
+	if (c->stall_ms)
+		mfd_session_set(s, MFD_OPT_STALL_MS, c->stall_ms);
 	if (c->no_throttle)
 		mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
 	if (c->throttle_initial)
@@ -124,7 +160,10 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 	if (c->throttle_step)
 		mfd_session_set(s, MFD_OPT_THROTTLE_STEP, c->throttle_step);
 	CHECK_CODE(mfd_session_track_manual(s), 0);
-	struct mfd__test_knobs sk = { .min_rounds = c->min_rounds };
+	/* no_settle: the source waits for no round acknowledgement before it stops, so the final
+	 * round races the earlier ones as it would past the settle's bound: the ordering must
+	 * hold all the same (and the stress's stall at the stop stays a race). */
+	struct mfd__test_knobs sk = { .min_rounds = c->min_rounds, .no_settle = c->no_settle };
 	if (c->delays)
 		sk.hook = delay_hook;
 	mfd__session_set_test_knobs(s, &sk);
@@ -170,6 +209,7 @@ static bool stress(bool no_barrier)
 	__atomic_store_n(&stall_chan, 0, __ATOMIC_RELEASE);
 	struct live_cfg c = { .len = 2u << 20, .dirty_len = 2u << 20, .writers = 2, .channels = 4,
 			      .min_rounds = 60, .delays = true, .no_barrier = no_barrier,
+			      .no_settle = true,
 			      .sequential = true, .on_stop = stall_one_receiver,
 			      /* 32 batches a round, twice what the 4 x 4 queue slots hold: which
 			       * worker takes a batch depends on which frees up first */
@@ -194,6 +234,36 @@ static bool stress(bool no_barrier)
 	CHECK_EQ(r.g.stops, 1);
 	CHECK_EQ(r.g.resumes, 0);
 	return true;
+}
+
+/* The settle: 16 MiB of random pages (nothing zero), 2 MiB rewritten, at least 3 rounds, over
+ * TCP to a destination that lags.  At the stop, the destination holds every page sent.  With
+ * no_settle (the test knob) or a settle bounded below the drain (the source's stall time, 50 ms
+ * here against about 250 ms of drain), the stop finds pages in flight, and the migration
+ * completes all the same. */
+static void settles_before_stop(bool no_settle, int stall_ms)
+{
+	struct live_cfg c = { .len = 16u << 20, .dirty_len = 2u << 20, .writers = 1,
+			      .pages_per_ms = 20, .channels = 4, .min_rounds = 3,
+			      .slow_dest = true, .no_settle = no_settle, .stall_ms = stall_ms,
+			      .listen = "tcp:127.0.0.1:0", .on_stop = count_at_stop,
+			      .cancel_after_ms = -1 };
+	struct live_res r;
+	settle_src_pages = settle_dst_pages = 0;
+	run_live(&c, &r);
+	fprintf(stderr, "settle%s%s: rc %d (%s), rounds %llu, at the stop the source had sent %llu "
+		"pages and the destination held %llu; downtime %llu ms\n",
+		no_settle ? " off" : "", stall_ms ? " bounded" : "", r.src_rc, r.src_msg, (unsigned long long)r.st.rounds,
+		(unsigned long long)settle_src_pages, (unsigned long long)settle_dst_pages,
+		(unsigned long long)r.st.downtime_ms);
+	CHECK_CODE(r.src_rc, 0);
+	CHECK(r.equal);
+	CHECK(r.st.rounds >= 3);
+	CHECK(settle_src_pages >= (16u << 20) / 4096);
+	if (!no_settle && !stall_ms)
+		CHECK_EQ(settle_dst_pages, settle_src_pages);
+	else	/* the check has teeth: without the wait, the stop finds pages in flight */
+		CHECK(settle_dst_pages < settle_src_pages);
 }
 
 static void throttle_converges(void)
@@ -272,6 +342,11 @@ int main(int argc, char **argv)
 	}
 	uint64_t t = g_now_us();
 	stress(false);
+	fprintf(stderr, "  (%.1f s)\n", (double)(g_now_us() - t) / 1e6);
+	t = g_now_us();
+	settles_before_stop(false, 0);
+	settles_before_stop(true, 0);
+	settles_before_stop(false, 50);
 	fprintf(stderr, "  (%.1f s)\n", (double)(g_now_us() - t) / 1e6);
 	t = g_now_us();
 	throttle_converges();

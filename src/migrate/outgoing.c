@@ -6,16 +6,20 @@
  * the block table on the main channel and waits for the destination's acknowledgement, then
  * starts a reader thread on the main channel: it waits for the destination's COMMIT, or its
  * ERROR record, which it turns into the session's error at once (so a failing destination stops
- * the source promptly), and pings the channel while it is quiet.  The rounds' pages go to the
+ * the source promptly), counts the destination's round acknowledgements, and pings the channel
+ * while it is quiet.  The rounds' pages go to the
  * workers as RAM jobs (payload/ram_pages.c): each detects zero pages and writes a RAM packet —
  * header, offsets, then the pages straight from source memory — on its own channel; each round
- * ends with a SYNC marker on every data channel.  At switchover, after the final round's pages,
+ * ends with a SYNC marker on every data channel.  Once the switchover is decided, the run waits
+ * (briefly: settle) until the destination has acknowledged every round sent, so that the guest
+ * is not stopped while the data channels still carry earlier rounds (that drain would count as
+ * downtime).  At switchover, after the final round's pages,
  * the device states go on the main channel, every data channel ends with EOS, then END (totals,
  * rounds, digest), and the migration completes when the destination's COMMIT arrives.
  *
  * The source never writes to its own memory.  Private state (s->priv, struct outgoing): the
  * reader's results are written by the reader and read by the run thread after joining it; the
- * rest is the run thread's. */
+ * round acknowledgements are shared under ack_lock (a leaf); the rest is the run thread's. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +32,38 @@ struct outgoing {
 	bool reader_started;			/* run thread */
 	struct mfd__status_rec commit;		/* written by the reader, read after the join */
 	bool got_commit;			/* written by the reader, read after the join */
+	uint32_t synced;			/* rounds whose SYNC markers are queued: written by
+						 * the run thread, read by the reader (atomic) */
+	pthread_mutex_t ack_lock;		/* a leaf: protects acked and reader_done */
+	pthread_cond_t ack_cond;		/* signalled when either changes; CLOCK_MONOTONIC */
+	uint32_t acked;				/* rounds the destination acknowledged (reader) */
+	bool reader_done;			/* the reader has ended (reader) */
 };
+
+/* A ROUND_ACK: rounds are acknowledged in order, and only rounds whose SYNC went out. */
+static int round_acked(struct mfd_session *s, const struct mfd__pkt_hdr *h, const uint8_t *meta,
+		       struct mfd_error *err)
+{
+	struct outgoing *o = s->priv;
+	uint32_t r;
+	int rc = mfd__round_ack_decode(meta, h->meta_len, &r, err);
+	if (rc)
+		return rc;
+	if (!(s->nego.features & MFD_FEAT_ROUND_ACK))
+		return mfd__err_set(err, MFD_ETYPE, 0, "round acknowledgement not negotiated");
+	uint32_t synced = __atomic_load_n(&o->synced, __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&o->ack_lock);
+	uint32_t next = o->acked;
+	if (r == next && r < synced) {
+		o->acked = r + 1;
+		pthread_cond_broadcast(&o->ack_cond);
+	}
+	pthread_mutex_unlock(&o->ack_lock);
+	if (r != next || r >= synced)
+		return mfd__err_set(err, MFD_EROUND, 0, "destination acknowledged round %u; expected "
+				    "round %u of the %u sent", r, next, synced);
+	return 0;
+}
 
 static int connect_channels(struct mfd_session *s, const char *uri, struct mfd_error *err)
 {
@@ -40,7 +75,7 @@ static int connect_channels(struct mfd_session *s, const char *uri, struct mfd_e
 	if ((rc = mfd__uuid_generate(s->nego.session_id)))
 		return mfd__err_set(err, rc, -1, "session id");
 	s->nego.features = (s->opt.verify ? MFD_FEAT_VERIFY : 0) | MFD_FEAT_DEVICES |
-			   MFD_FEAT_ZERO_RANGES;
+			   MFD_FEAT_ZERO_RANGES | MFD_FEAT_ROUND_ACK;
 	s->nego.batch_pages = s->opt.batch_pages;
 	s->nego.codec = mfd__codec_find(s->opt.codec);
 	if (!s->nego.codec)
@@ -134,18 +169,28 @@ static void *reader_main(void *arg)
 	 * 32-byte packet four times a second costs nothing. */
 	int t = s->opt.stall_ms;
 	int ping_ms = t > 0 ? MFD_MIN(MFD_MAX(t / 4, 1), 250) : 250;
+	/* The pings keep their period whatever comes the other way (round acknowledgements). */
+	uint64_t next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u;
 	for (;;) {
 		struct mfd__pkt_hdr h;
-		int rc = mfd__chan_wait_readable(s->chan[0], ping_ms, -1);
-		if (rc == -ETIMEDOUT) {
-			if ((rc = mfd__session_send_main(s, MFD_PKT_PING, NULL, 0)) == 0)
-				continue;
-			/* A half-written PING would tear the stream: this is a failure like any. */
-			mfd__session_fail(s, rc, 0, "sending a keepalive");
-			break;
+		uint64_t now = mfd__now_ns();
+		int wait_ms = now >= next_ping ? 0 : (int)((next_ping - now + 999999u) / 1000000u);
+		int rc = wait_ms ? mfd__chan_wait_readable(s->chan[0], wait_ms, -1) : -ETIMEDOUT;
+		if (rc == -ETIMEDOUT || mfd__now_ns() >= next_ping) {
+			next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u;
+			if ((rc = mfd__session_send_main(s, MFD_PKT_PING, NULL, 0))) {
+				/* A half-written PING would tear the stream: a failure like any. */
+				mfd__session_fail(s, rc, 0, "sending a keepalive");
+				break;
+			}
+			continue;
 		}
 		rc = mfd__stream_recv_main(s, "destination", &h, meta, &e);
-		if (rc == 0 && h.type == MFD_PKT_COMMIT) {
+		if (rc == 0 && h.type == MFD_PKT_ROUND_ACK && round_acked(s, &h, meta, &e) == 0)
+			continue;
+		if (e.code) {
+			/* reported below */
+		} else if (rc == 0 && h.type == MFD_PKT_COMMIT) {
 			if (mfd__status_decode(meta, h.meta_len, &o->commit, 0, &e) == 0)
 				o->got_commit = true;
 		} else if (rc == 0) {
@@ -155,6 +200,10 @@ static void *reader_main(void *arg)
 		mfd__session_fail_err(s, &e);	/* nothing when the commit was good */
 		break;
 	}
+	pthread_mutex_lock(&o->ack_lock);
+	o->reader_done = true;
+	pthread_cond_broadcast(&o->ack_cond);
+	pthread_mutex_unlock(&o->ack_lock);
 	free(meta);
 	MFD_ST_ADD(s, cpu_ns, mfd__thread_cpu_ns());	/* the whole of this thread's life */
 	return NULL;
@@ -264,6 +313,39 @@ static int stream_begin(struct mfd_session *s, struct mfd_error *err)
 	return 0;
 }
 
+static int stream_end_round(struct mfd_session *s, uint32_t round)
+{
+	struct outgoing *o = s->priv;
+	__atomic_store_n(&o->synced, round + 1, __ATOMIC_RELEASE);	/* before any SYNC goes */
+	return mfd__stream_sync(s, round);
+}
+
+/* The switchover is decided: wait until the destination holds every round sent (its last
+ * acknowledgement), so that stopping the guest does not start a drain of earlier rounds.  Not
+ * for ever: past the stall time (2 s without one) the guest is stopped all the same, and the
+ * drain counts as downtime as it would without acknowledgements.  A failure or a cancel ends
+ * the wait with its code. */
+static int stream_settle(struct mfd_session *s, uint32_t rounds)
+{
+	struct outgoing *o = s->priv;
+	if (!(s->nego.features & MFD_FEAT_ROUND_ACK) || s->opt.knobs.no_settle)
+		return 0;
+	uint64_t now = mfd__now_ns();
+	uint64_t end = now + (uint64_t)(s->opt.stall_ms > 0 ? s->opt.stall_ms : 2000) * 1000000u;
+	pthread_mutex_lock(&o->ack_lock);
+	while (o->acked < rounds && !o->reader_done && now < end && !mfd__session_canceled(s)) {
+		uint64_t t = MFD_MIN(end, now + 20000000u);	/* a cancel is seen within 20 ms */
+		struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u),
+				       .tv_nsec = (long)(t % 1000000000u) };
+		pthread_cond_timedwait(&o->ack_cond, &o->ack_lock, &ts);
+		now = mfd__now_ns();
+	}
+	pthread_mutex_unlock(&o->ack_lock);
+	if (mfd__session_canceled(s))
+		return MFD_ECANCELED;
+	return mfd__errbox_code(&s->errbox);
+}
+
 static int stream_finish(struct mfd_session *s, uint32_t rounds, struct mfd_error *err)
 {
 	struct outgoing *o = s->priv;
@@ -322,7 +404,8 @@ static const struct mfd__sink_ops stream_sink = {
 	.verb = "sending",
 	.job_verb = MFD_JOB_SEND,
 	.begin = stream_begin,
-	.end_round = mfd__stream_sync,
+	.end_round = stream_end_round,
+	.settle = stream_settle,
 	.progress = mfd__stream_bytes_sent,
 	.finish = stream_finish,
 	.conclude = stream_conclude,
@@ -340,6 +423,12 @@ static int outgoing_run(struct mfd_session *s, struct mfd_error *err)
 		free(o);
 		return mfd__err_set(err, -ENOMEM, -1, "buffers");
 	}
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);	/* mfd__now_ns's clock */
+	pthread_cond_init(&o->ack_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&o->ack_lock, NULL);
 	s->priv = o;	/* run thread only until the reader starts */
 	mfd__ram_xfer_setup(&s->ramx, &s->ram, &s->errbox, &s->rate, s->opt.zero_detect,
 			    s->nego.batch_pages);
@@ -354,6 +443,8 @@ static void outgoing_free(struct mfd_session *s)
 	struct outgoing *o = s->priv;
 	if (!o)
 		return;
+	pthread_cond_destroy(&o->ack_cond);
+	pthread_mutex_destroy(&o->ack_lock);
 	free(o->meta);
 	free(o);
 	s->priv = NULL;

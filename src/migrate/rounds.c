@@ -221,6 +221,7 @@ int mfd__precopy_run(struct mfd_session *s, const struct mfd__sink_ops *sink)
 	mfd__session_set_status(s, MFD_STATUS_ACTIVE);
 	if (live) {
 		if ((rc = precopy(s, sink, &round, &e)) ||
+		    (sink->settle && (rc = sink->settle(s, round))) ||
 		    (rc = stop_guest(s, &t_stop, &stopped, &final_bytes, &e)))
 			goto out;
 	}

@@ -15,8 +15,9 @@
  * Lock order (a lock may be taken while holding the ones before it, never the other way):
  *     s->lock  ->  pool lock  ->  errbox.lock
  *     s->main_tx_lock  ->  errbox.lock          (never held together with s->lock)
- * The barrier's lock and the rate limiter's lock are leaves: nothing is taken while holding
- * them, and they are taken holding nothing but a worker's own state. */
+ * The barrier's lock, the rate limiter's lock and the outgoing role's ack_lock are leaves:
+ * nothing is taken while holding them, and they are taken holding nothing but a worker's own
+ * state (ack_lock: by the run thread and the main-channel reader). */
 #ifndef MFD_MIGRATE_SESSION_H
 #define MFD_MIGRATE_SESSION_H
 
@@ -44,6 +45,8 @@ struct mfd_session;
 struct mfd__test_knobs {
 	unsigned min_rounds;		/* outgoing: keep iterating at least this many rounds */
 	bool no_barrier;		/* incoming: do NOT wait at SYNC markers (breaks ordering) */
+	bool no_settle;			/* outgoing: stop the guest without waiting for the round
+					 * acknowledgements (the ordering must hold without them) */
 	mfd__chan_hook_fn hook;		/* installed on every channel */
 	void *hook_ctx;
 };
@@ -267,6 +270,10 @@ struct mfd__sink_ops {
 	int (*begin)(struct mfd_session *s, struct mfd_error *err);
 	/* After a (non-final) round's jobs: the stream queues SYNC markers.  NULL: nothing. */
 	int (*end_round)(struct mfd_session *s, uint32_t round);
+	/* The switchover is decided, the guest still runs: wait (bounded) until what the rounds
+	 * sent has arrived, so the stop does not begin with a drain.  rounds: passes made.
+	 * Returns 0 or the session's failure.  NULL: nothing to wait for. */
+	int (*settle)(struct mfd_session *s, uint32_t rounds);
 	/* Bytes moved so far, for the bandwidth estimate. */
 	uint64_t (*progress)(struct mfd_session *s);
 	/* With the final round queued: device states, then everything to the end (drain,

@@ -4,6 +4,9 @@
  * The markers are payloads without data.  SYNC(r) ends round r on its channel: the receiver
  * waits at a barrier until every data channel has read its SYNC(r) too, so no page of round r+1
  * is written before every copy of round r has landed (the ordering guarantee, docs/design.md).
+ * With the round-ack feature, the receiver whose SYNC(r) completes round r tells the source on
+ * the main channel (ROUND_ACK), so that the source can stop its guest only once nothing of the
+ * rounds before is still in flight.
  * EOS ends a channel's stream, with the number of packets it carried.  A receiver is one long
  * job per data channel: it reads packets and hands each to the payload its type names. */
 #include <errno.h>
@@ -13,6 +16,7 @@
 struct mfd__stream {
 	struct mfd__barrier barrier;	/* the receivers of a destination; its own lock (a leaf) */
 	bool barrier_ready;		/* set before the workers start, then read-only */
+	uint64_t syncs;			/* SYNC markers read by all receivers: atomic add */
 };
 
 /* ---- SYNC ------------------------------------------------------------------------------------ */
@@ -39,6 +43,23 @@ static int sync_recv(struct mfd__worker *w, const struct mfd__payload *p, const 
 	if (e.code) {
 		mfd__errbox_setv(w->errbox, &e);
 		return e.code;
+	}
+	/* The SYNC that completes a round: every page of the round has landed (each receiver
+	 * writes a packet's pages before it reads the next packet, and with the barrier no channel
+	 * reads a SYNC of the next round before this one).  Its receiver acknowledges the round. */
+	if (s->nego.features & MFD_FEAT_ROUND_ACK) {
+		unsigned data = s->nchan - 1;
+		uint64_t n = __atomic_add_fetch(&s->stream->syncs, 1, __ATOMIC_ACQ_REL);
+		if (n % data == 0) {
+			uint8_t m[MFD_ROUND_ACK_LEN];
+			uint32_t r = (uint32_t)(n / data - 1);
+			mfd__round_ack_encode(m, r);
+			int rc = mfd__session_send_main(s, MFD_PKT_ROUND_ACK, m, sizeof(m));
+			if (rc) {
+				mfd__errbox_set(w->errbox, rc, 0, "acknowledging round %u", r);
+				return rc;
+			}
+		}
 	}
 	/* Ordering: nobody starts round r+1 before every channel finished round r. */
 	if (!s->opt.knobs.no_barrier && mfd__barrier_wait(&s->stream->barrier)) {

@@ -119,7 +119,7 @@ static bool known_type(uint8_t t)
 	switch (t) {
 	case MFD_PKT_RAM: case MFD_PKT_SYNC: case MFD_PKT_EOS: case MFD_PKT_ZERO: case MFD_PKT_BLOCKS:
 	case MFD_PKT_BLOCKS_ACK: case MFD_PKT_END: case MFD_PKT_COMMIT: case MFD_PKT_ERROR:
-	case MFD_PKT_DEVICE: case MFD_PKT_PING: case MFD_PKT_DEVICES:
+	case MFD_PKT_DEVICE: case MFD_PKT_PING: case MFD_PKT_DEVICES: case MFD_PKT_ROUND_ACK:
 		return true;
 	}
 	return t >= MFD_PKT_PRIVATE_FIRST;
@@ -264,6 +264,23 @@ int mfd__status_decode(const uint8_t *m, uint32_t len, struct mfd__status_rec *r
 		return mfd__err_set(err, MFD_EREJECTED, chan, "status %d", r->status);
 	if (r->flags)
 		return mfd__err_set(err, MFD_EFEATURE, chan, "status record flags 0x%x", r->flags);
+	return 0;
+}
+
+void mfd__round_ack_encode(uint8_t m[MFD_ROUND_ACK_LEN], uint32_t round)
+{
+	mfd__put32(m, round);
+	mfd__put32(m + 4, 0);
+}
+
+int mfd__round_ack_decode(const uint8_t *m, uint32_t len, uint32_t *round, struct mfd_error *err)
+{
+	if (len != MFD_ROUND_ACK_LEN)
+		return mfd__err_set(err, MFD_ELENGTH, 0, "round acknowledgement of %u bytes", len);
+	if (mfd__get32(m + 4))
+		return mfd__err_set(err, MFD_EFEATURE, 0, "round acknowledgement reserved bytes 0x%x",
+				    mfd__get32(m + 4));
+	*round = mfd__get32(m);
 	return 0;
 }
 

@@ -31,7 +31,10 @@
 #define MFD_FEAT_DEVICES 0x2ull	/* a DEVICES record follows BLOCKS: the destination checks the
 				 * device set before any page moves */
 #define MFD_FEAT_ZERO_RANGES 0x4ull	/* ZERO packets: runs of pages that read as zero */
-#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_DEVICES | MFD_FEAT_ZERO_RANGES)
+#define MFD_FEAT_ROUND_ACK 0x8ull	/* the destination sends ROUND_ACK(r) once every data
+					 * channel's round r has landed */
+#define MFD_FEAT_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_DEVICES | MFD_FEAT_ZERO_RANGES | \
+			MFD_FEAT_ROUND_ACK)
 
 /* ---- handshake ------------------------------------------------------------------------- */
 struct mfd__hello {
@@ -73,6 +76,7 @@ enum mfd__pkt_type {
 	MFD_PKT_DEVICE = 21,	/* main: one device's state (meta: id; data: the state) */
 	MFD_PKT_PING = 22,	/* main, src -> dest: keepalive while the main channel is quiet */
 	MFD_PKT_DEVICES = 23,	/* main, src -> dest: the device table (meta: count; data: entries) */
+	MFD_PKT_ROUND_ACK = 24,	/* main, dest -> src: round r landed on every data channel */
 	/* 0xf0..0xff: private use.  Never sent by multifd itself; free for payloads an embedder
 	 * or a test registers on both sides.  The header decoder accepts them (with data); a
 	 * receiver that has no payload for the type refuses it (MFD_ETYPE). */
@@ -124,6 +128,11 @@ struct mfd__status_rec {
 void mfd__status_encode(uint8_t meta[MFD_STATUS_REC_LEN], const struct mfd__status_rec *r);
 int mfd__status_decode(const uint8_t *meta, uint32_t len, struct mfd__status_rec *r, int chan,
 		       struct mfd_error *err);
+
+/* ROUND_ACK: u32 round, u32 reserved (0). */
+#define MFD_ROUND_ACK_LEN 8
+void mfd__round_ack_encode(uint8_t meta[MFD_ROUND_ACK_LEN], uint32_t round);
+int mfd__round_ack_decode(const uint8_t *meta, uint32_t len, uint32_t *round, struct mfd_error *err);
 
 /* END: u64 normal_pages, u64 zero_pages, u64 digest, u32 flags, u32 rounds (SYNC markers each
  * data channel carried). */
