@@ -95,6 +95,7 @@ if [ "$what" = vm-snap ] || [ "$what" = all ]; then
 	echo "   first, then the other); eager restore (cold page cache) against dd reading the file"
 	echo "   (target: both >= 0.9x dd, on the medians)"
 	[ "$(id -u)" = 0 ] || { echo "   needs root (drop_caches)"; exit 1; }
+	[ "$REPEAT" -ge 2 ] || { echo "   needs REPEAT >= 2 (the save and dd take turns going first)"; exit 1; }
 	dir=$(mktemp -d "${SNAPDIR:-/var/tmp}/mfd-bench-snap.XXXXXX")
 	VM_ALL_DIRS+=("$dir")
 	head -c 2G /dev/urandom >"$dir/src" && sync || exit 1

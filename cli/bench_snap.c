@@ -235,8 +235,9 @@ int bench_snap_restore(const struct bench_opts *o)
 			rc = -ENOMEM;
 			break;
 		}
-		if (!o->lazy && !o->fresh_dest)	/* a lazy restore maps the file there */
-			cli_prealloc(map[i], b->length + b->page_size);
+		if (!o->lazy && !o->fresh_dest &&	/* a lazy restore maps the file there */
+		    (rc = cli_prealloc(map[i], b->length + b->page_size)) < 0)
+			break;
 		host[i] = (uint8_t *)(((uintptr_t)map[i] + b->page_size - 1) &
 				      ~(uintptr_t)(b->page_size - 1));
 		if ((rc = mfd_ram_block_add(s, b->name, host[i], b->length, b->page_size,
@@ -274,8 +275,10 @@ int bench_snap_restore(const struct bench_opts *o)
 	double base = 0;
 	if (rc == 0 && o->baseline && info.nblocks) {
 		uint8_t *bm = cli_alloc_mem(info.mem_bytes);
-		if (bm && !o->lazy && !o->fresh_dest)
-			cli_prealloc(bm, info.mem_bytes);
+		if (bm && !o->lazy && !o->fresh_dest && cli_prealloc(bm, info.mem_bytes) < 0) {
+			cli_free_mem(bm, info.mem_bytes);
+			bm = NULL;	/* no baseline figure, as when the allocation fails */
+		}
 		if (bm)
 			base = bench_baseline_io(o->restore_path, bm, info.mem_bytes, info.blocks[0].pages_offset,
 					   false, o->direct_io);

@@ -68,8 +68,10 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 	struct dst_result r = { 0 };
 	char uri[256];
 	uint8_t *mem = cli_alloc_mem(o->mem);
-	if (mem && !o->fresh_dest)
-		cli_prealloc(mem, o->mem);
+	if (mem && !o->fresh_dest && cli_prealloc(mem, o->mem) < 0) {	/* reported below */
+		cli_free_mem(mem, o->mem);
+		mem = NULL;
+	}
 	struct mfd_session *s = mfd_session_new(MFD_INCOMING);
 	struct mfd_error err;
 	mfd_error_clear(&err);
@@ -109,8 +111,10 @@ static int destination(const struct bench_opts *o, int to_src, int from_src)
 		return 0;
 	/* Baseline receiver: new memory, preallocated or not as ours was. */
 	mem = cli_alloc_mem(o->mem);
-	if (mem && !o->fresh_dest)
-		cli_prealloc(mem, o->mem);
+	if (mem && !o->fresh_dest && cli_prealloc(mem, o->mem) < 0) {
+		cli_free_mem(mem, o->mem);
+		mem = NULL;
+	}
 	int lfd = mem ? bench_raw_listen(o->transport, uri, sizeof(uri)) : -1;
 	if (lfd < 0)
 		uri[0] = '\0';

@@ -20,7 +20,7 @@ int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 /* Anonymous memory for guest RAM or bench buffers (THP advised).  NULL on failure. */
 void *cli_alloc_mem(uint64_t len);
 void cli_free_mem(void *p, uint64_t len);
-void cli_prealloc(void *p, uint64_t len);
+int cli_prealloc(void *p, uint64_t len);
 /* Fill memory: "random", "zero" or "pattern", with nthreads threads.  What a page holds depends
  * only on its index (from p, in 4 KiB pages), the fill and the seed. */
 int cli_fill(void *p, uint64_t len, const char *fill, unsigned nthreads, uint64_t seed);

@@ -54,17 +54,21 @@ void *cli_alloc_mem(uint64_t len)
 }
 
 /* Fault in every page of [p, p + len) now, as a VMM preallocating guest RAM does (QEMU's
- * prealloc=on); the memory stays zero.  Best effort: a kernel without MADV_POPULATE_WRITE
- * (before 5.14) gets one write per page. */
-void cli_prealloc(void *p, uint64_t len)
+ * prealloc=on); the memory stays zero.  A kernel without MADV_POPULATE_WRITE (before 5.14:
+ * EINVAL) gets one write per page.  Returns 0 or -errno: ENOMEM when the memory is not there
+ * (the caller says so, instead of being killed writing to it). */
+int cli_prealloc(void *p, uint64_t len)
 {
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 	if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
-		return;
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
 	for (uint64_t o = 0; o < len; o += 4096)
 		((volatile uint8_t *)p)[o] = 0;
+	return 0;
 }
 
 void cli_free_mem(void *p, uint64_t len)

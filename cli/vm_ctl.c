@@ -517,6 +517,8 @@ int vmctl_restore(struct vmctl *c, const char *path, bool lazy, double *ready_ms
 	struct mfd_session *s = open_restore(c, path, lazy, !lazy, &rc, errbuf, errlen);
 	if (rc == -EINVAL && !lazy) {	/* no O_DIRECT here (tmpfs, some network file systems) */
 		mfd_session_free(s);
+		fprintf(stderr, "tinyvm: %s: the file system refuses O_DIRECT; reading it through the "
+			"page cache\n", path);
 		s = open_restore(c, path, false, false, &rc, errbuf, errlen);
 	}
 	if (!s)

@@ -150,7 +150,9 @@ enum mfd_option {
 	MFD_OPT_TIMEOUT_MS,	/* connect and handshake; default 10000, 0 = none */
 	MFD_OPT_ZERO_DETECT,	/* 1: send all-zero pages as offsets only (default 1) */
 	/* Live migration (outgoing, with a dirty tracker): */
-	MFD_OPT_DOWNTIME_MS,	/* switch over when the expected downtime is below this (300) */
+	MFD_OPT_DOWNTIME_MS,	/* the most the guest may stay stopped (300): switch over once the
+				 * expected downtime is below it, after up to 4 more rounds while
+				 * each halves the dirty set (a ceiling, not a target) */
 	MFD_OPT_MAX_BANDWIDTH,	/* bytes per second over all channels; 0 = unlimited (0) */
 	MFD_OPT_DEADLINE_MS,	/* give up converging after this long; 0 = never (0) */
 	MFD_OPT_DEADLINE_FORCE,	/* at the deadline: 1 = switch over anyway, 0 = fail (0) */

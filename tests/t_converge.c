@@ -71,6 +71,29 @@ int main(void)
 	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_CONTINUE);
 	CHECK_EQ(c.expected_downtime_ms, 350);
 	r.device_bytes = 0;
+	/* ... but no round can shrink it: 200 MB of device state (200 ms) and 1 MB dirty is a
+	 * switchover at once, not an extra round for the 1 MB. */
+	mfd__converge_init(&c, &k);
+	struct mfd__round dev = { .sent_bytes = 1000 * MB, .send_ns = 1000 * MS, .dirty_bytes = 1 * MB,
+				  .device_bytes = 200 * MB, .since_sync_ns = 1000 * MS };
+	CHECK_EQ(mfd__converge_step(&c, &dev), MFD_DECIDE_SWITCHOVER);
+	CHECK_EQ(c.expected_downtime_ms, 201);
+	/* An extra round that overshoots: 100 ms expected, one more round taken; the guest then
+	 * bursts to 400 MB (400 ms, over the limit) and stays there until the deadline.  The bet
+	 * was ours: at the deadline it switches over instead of failing. */
+	k.deadline_ms = 5000;
+	mfd__converge_init(&c, &k);
+	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_CONTINUE);	/* the extra round */
+	struct mfd__round burst = { .sent_bytes = 100 * MB, .send_ns = 100 * MS,
+				    .dirty_bytes = 400 * MB, .since_sync_ns = 1000 * MS,
+				    .elapsed_ms = 2000 };
+	CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_CONTINUE);
+	burst.elapsed_ms = 5000;
+	CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_SWITCHOVER);
+	/* The same burst without an extra round before it still fails at the deadline. */
+	mfd__converge_init(&c, &k);
+	CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_FAIL);
+	k.deadline_ms = 0;
 
 	/* A guest dirtying 800 MB/s against 1 GB/s: not converging; throttle after two hot rounds,
 	 * then one step per hot round, capped. */

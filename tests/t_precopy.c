@@ -104,6 +104,7 @@ struct live_res {
  * final, the destination's as far as it has got). */
 static struct mfd_session *settle_src, *settle_dst;
 static uint64_t settle_src_pages, settle_dst_pages;	/* written in stop(), read after the run */
+static double settle_dst_cpu;				/* likewise */
 
 static void count_at_stop(void)
 {
@@ -112,6 +113,7 @@ static void count_at_stop(void)
 	mfd_session_get_stats(settle_dst, &b);
 	settle_src_pages = a.normal_pages + a.zero_pages;
 	settle_dst_pages = b.normal_pages + b.zero_pages;
+	settle_dst_cpu = b.cpu_s;
 }
 
 /* A destination that reads slowly: every read on a data channel waits 2 ms, so its receivers
@@ -260,8 +262,11 @@ static void settles_before_stop(bool no_settle, int stall_ms)
 	CHECK(r.equal);
 	CHECK(r.st.rounds >= 3);
 	CHECK(settle_src_pages >= (16u << 20) / 4096);
-	if (!no_settle && !stall_ms)
+	if (!no_settle && !stall_ms) {
 		CHECK_EQ(settle_dst_pages, settle_src_pages);
+		/* The destination's CPU time is counted round by round, not only at the end. */
+		CHECK(settle_dst_cpu > 0);
+	}
 	else	/* the check has teeth: without the wait, the stop finds pages in flight */
 		CHECK(settle_dst_pages < settle_src_pages);
 }

@@ -21,21 +21,22 @@ static uint64_t window_bandwidth(const struct mfd__converge *c)
 	return ns ? (uint64_t)((double)bytes * 1e9 / (double)ns) : 0;
 }
 
-/* Under the limit: is one more round worth it?  Sending the pending set takes pending / bw; the
- * guest dirties dirty_rate meanwhile, which is the set the round after would leave.  Worth it
- * when that is at most half of now, when the last extra round did halve it (the guest may
- * rewrite a hot set faster than the estimate says), and a few times at most.  The deadline is
- * not put at risk for it. */
-static bool shrink_more(struct mfd__converge *c, const struct mfd__round *r, uint64_t pending,
-			uint64_t prev)
+/* Under the limit: is one more round worth it?  Only the dirty set can shrink (device state is
+ * sent at the stop whatever we do).  Sending it takes dirty / bw; the guest dirties dirty_rate
+ * meanwhile, which is the set the round after would leave.  Worth it when the dirty set's own
+ * share of the downtime is above the floor, when what the round would leave is at most half of
+ * it, when the last extra round did halve it (the guest may rewrite a hot set faster than the
+ * estimate says), and a few times at most.  The deadline is not put at risk for it. */
+static bool shrink_more(struct mfd__converge *c, const struct mfd__round *r, uint64_t prev)
 {
-	if (c->expected_downtime_ms <= MFD_CONVERGE_FLOOR_MS || c->extra_rounds >= MFD_CONVERGE_EXTRA ||
-	    !c->bandwidth_bps)
+	uint64_t dirty = r->dirty_bytes, bw = c->bandwidth_bps;
+	if (!bw || c->extra_rounds >= MFD_CONVERGE_EXTRA ||
+	    (double)dirty * 1000.0 / (double)bw <= (double)MFD_CONVERGE_FLOOR_MS)
 		return false;
-	if (c->extra_rounds && pending > prev / 2)
+	if (c->extra_rounds && dirty > prev / 2)
 		return false;
-	double next = (double)c->dirty_rate_bps * (double)pending / (double)c->bandwidth_bps;
-	if (next > (double)pending / 2)
+	double next = (double)c->dirty_rate_bps * (double)dirty / (double)bw;
+	if (next > (double)dirty / 2)
 		return false;
 	if (c->cfg.deadline_ms && r->elapsed_ms + 2 * c->expected_downtime_ms >= c->cfg.deadline_ms)
 		return false;
@@ -66,12 +67,18 @@ enum mfd__decision mfd__converge_step(struct mfd__converge *c, const struct mfd_
 		net = (double)bw / 10;
 	c->eta_ms = bw ? (uint64_t)((double)pending * 1000.0 / net) : 0;
 
-	uint64_t prev = c->prev_pending;
-	c->prev_pending = pending;
+	uint64_t prev = c->prev_dirty;
+	c->prev_dirty = r->dirty_bytes;
 	if (c->expected_downtime_ms <= c->cfg.downtime_ms)
-		return shrink_more(c, r, pending, prev) ? MFD_DECIDE_CONTINUE : MFD_DECIDE_SWITCHOVER;
+		return shrink_more(c, r, prev) ? MFD_DECIDE_CONTINUE : MFD_DECIDE_SWITCHOVER;
+	/* Over the limit.  After an extra round we chose, that is our bet gone wrong (the guest
+	 * rewrote more than estimated), not a guest that cannot converge: the deadline then
+	 * switches over instead of failing a migration that could have completed.  Until then the
+	 * rounds go on as always (the next estimate under the limit switches over; a guest hot for
+	 * two rounds is throttled). */
 	if (c->cfg.deadline_ms && r->elapsed_ms >= c->cfg.deadline_ms)
-		return c->cfg.deadline_force ? MFD_DECIDE_SWITCHOVER : MFD_DECIDE_FAIL;
+		return c->cfg.deadline_force || c->extra_rounds ? MFD_DECIDE_SWITCHOVER
+								: MFD_DECIDE_FAIL;
 
 	/* Auto-converge: a guest dirtying more than half of what we can send will not let the
 	 * dirty set shrink fast enough; after two such rounds in a row, throttle it harder. */

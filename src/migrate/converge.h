@@ -5,11 +5,12 @@
  * rounds (at least 200 ms of sending, so a tiny round does not make the estimate jump), the dirty
  * rate, and the downtime of stopping now (remaining dirty bytes plus device state over the
  * bandwidth).  It switches over when that estimate is under the limit — unless one more round,
- * short because the set is small, would at least halve it (the limit is a ceiling, not a
- * target: up to MFD_CONVERGE_EXTRA such rounds, while they keep halving it and the downtime
- * is over MFD_CONVERGE_FLOOR_MS); otherwise it keeps going,
+ * short because the set is small, would at least halve the dirty set (the limit is a ceiling,
+ * not a target: up to MFD_CONVERGE_EXTRA such rounds, while they keep halving it and its share
+ * of the downtime is over MFD_CONVERGE_FLOOR_MS); otherwise it keeps going,
  * raising the throttle while the guest dirties memory at more than half the bandwidth; at the
- * deadline it fails or forces the switchover, as configured.  Pure computation: no I/O, no
+ * deadline it fails or forces the switchover, as configured (and switches over when an extra
+ * round it chose overshot the limit: that was its bet, not the guest's failure).  Pure computation: no I/O, no
  * threads, so it is tested on its own. */
 #ifndef MFD_MIGRATE_CONVERGE_H
 #define MFD_MIGRATE_CONVERGE_H
@@ -36,7 +37,7 @@ struct mfd__converge {
 	unsigned throttle_pct, throttle_pct_max;
 	unsigned hot_rounds;		/* consecutive rounds dirtying faster than bw / 2 */
 	unsigned extra_rounds;		/* rounds taken under the limit so far */
-	uint64_t prev_pending;		/* pending bytes after the previous round */
+	uint64_t prev_dirty;		/* dirty bytes after the previous round */
 	/* Outputs of the last step. */
 	uint64_t bandwidth_bps, dirty_rate_bps, expected_downtime_ms, eta_ms;
 };

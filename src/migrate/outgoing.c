@@ -170,7 +170,7 @@ static void *reader_main(void *arg)
 	int t = s->opt.stall_ms;
 	int ping_ms = t > 0 ? MFD_MIN(MFD_MAX(t / 4, 1), 250) : 250;
 	/* The pings keep their period whatever comes the other way (round acknowledgements). */
-	uint64_t next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u;
+	uint64_t next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u, cpu_mark = 0;
 	for (;;) {
 		struct mfd__pkt_hdr h;
 		uint64_t now = mfd__now_ns();
@@ -178,6 +178,9 @@ static void *reader_main(void *arg)
 		int rc = wait_ms ? mfd__chan_wait_readable(s->chan[0], wait_ms, -1) : -ETIMEDOUT;
 		if (rc == -ETIMEDOUT || mfd__now_ns() >= next_ping) {
 			next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u;
+			uint64_t cpu = mfd__thread_cpu_ns();	/* the statistics keep up */
+			MFD_ST_ADD(s, cpu_ns, cpu - cpu_mark);
+			cpu_mark = cpu;
 			if ((rc = mfd__session_send_main(s, MFD_PKT_PING, NULL, 0))) {
 				/* A half-written PING would tear the stream: a failure like any. */
 				mfd__session_fail(s, rc, 0, "sending a keepalive");
@@ -205,7 +208,7 @@ static void *reader_main(void *arg)
 	pthread_cond_broadcast(&o->ack_cond);
 	pthread_mutex_unlock(&o->ack_lock);
 	free(meta);
-	MFD_ST_ADD(s, cpu_ns, mfd__thread_cpu_ns());	/* the whole of this thread's life */
+	MFD_ST_ADD(s, cpu_ns, mfd__thread_cpu_ns() - cpu_mark);	/* the rest of its life */
 	return NULL;
 }
 

@@ -92,9 +92,9 @@ static void set_throttle(struct mfd_session *s, unsigned pct)
 }
 
 /* Which pages may hold data (ram/resident.c): the others are neither read nor sent.  Scanned
- * before the tracker is armed (present or swapped), and with a tracker once more after (present:
- * a page written in between shows there, and the tracker reports any later write; the second
- * scan cannot use "swapped", which the write-protect markers of untouched pages look like). */
+ * before the tracker is armed, and with a tracker once more after: a page written in between has
+ * a page table entry there (present, or a swap or migration entry), and the tracker reports any
+ * later write.  The second scan skips the markers a uffd-wp tracker leaves on untouched pages. */
 static int populated_scan(struct mfd_session *s, bool again, struct mfd_error *err)
 {
 	struct mfd__ram_xfer *x = &s->ramx;
@@ -111,7 +111,9 @@ static int populated_scan(struct mfd_session *s, bool again, struct mfd_error *e
 		}
 	}
 	for (uint32_t b = 0; b < s->ram.n; b++)
-		mfd__ram_populated(&s->ram.blocks[b], again, s->track.populated[b]);
+		mfd__ram_populated(&s->ram.blocks[b],
+				   again && s->track.tracker->ops->marks_untouched,
+				   s->track.populated[b]);
 	x->populated = s->track.populated;
 	return 0;
 }

@@ -198,7 +198,6 @@ void mfd__session_round_begin(struct mfd_session *s, uint64_t round, uint64_t by
 #define MFD_ST_ADD(s, field, v) __atomic_fetch_add(&(s)->st.field, (v), __ATOMIC_RELAXED)
 
 bool mfd__session_canceled(struct mfd_session *s);
-/* CPU time the calling thread has used (to add its share to st.cpu_ns). */
 /* Options may still change: nothing connected, listened, opened or run yet. */
 bool mfd__session_configurable(struct mfd_session *s);
 /* Record the error (first wins), tell the peer with an ERROR record on the main channel (once,

@@ -47,6 +47,7 @@ static int sync_recv(struct mfd__worker *w, const struct mfd__payload *p, const 
 	/* The SYNC that completes a round: every page of the round has landed (each receiver
 	 * writes a packet's pages before it reads the next packet, and with the barrier no channel
 	 * reads a SYNC of the next round before this one).  Its receiver acknowledges the round. */
+	mfd__pool_cpu_checkpoint();	/* each round's CPU in the statistics */
 	if (s->nego.features & MFD_FEAT_ROUND_ACK) {
 		unsigned data = s->nchan - 1;
 		uint64_t n = __atomic_add_fetch(&s->stream->syncs, 1, __ATOMIC_ACQ_REL);
@@ -147,6 +148,8 @@ static int receive(struct mfd__worker *w, const struct mfd__payload *p, const st
 		}
 		if ((rc = q->ops->recv(w, q, &h, w->meta)))
 			return rc;
+		if (w->seq % 64 == 0)	/* the statistics' CPU time keeps up with a long job */
+			mfd__pool_cpu_checkpoint();
 	}
 	return 0;
 }
@@ -172,7 +175,9 @@ int mfd__stream_add_payloads(struct mfd_session *s, bool incoming)
 		rc = mfd__session_add_payload(s, &mfd__ram_zero_ops, &s->ramx);
 	}
 	if (rc >= 0) {
-		/* A source sends zero ranges when the destination takes them. */
+		/* Zero ranges go out when negotiated: a source of this version always offers
+		 * them, and the destination accepts every feature offered or refuses the hello
+		 * (docs/format.md, "Feature bits"). */
 		if (s->nego.features & MFD_FEAT_ZERO_RANGES)
 			s->ramx.zero_payload = rc;
 		rc = mfd__session_add_payload(s, &sync_ops, s);

@@ -21,6 +21,7 @@ struct worker {
 	bool busy;			/* running a job; protected by pool->lock */
 	unsigned char *ring;		/* queue_depth * job_size; slots protected by pool->lock */
 	unsigned char *job;		/* worker-private copy of the running job */
+	uint64_t cpu_mark;		/* worker-private: thread CPU time already added to cfg.cpu_ns */
 };
 
 struct mfd__pool {
@@ -53,12 +54,16 @@ static bool set_failed_locked(struct mfd__pool *p, int code)
 	return true;
 }
 
+/* The worker the calling thread is (NULL on any other thread): set by the worker itself. */
+static _Thread_local struct worker *self;
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct mfd__pool *p = w->pool;
 	size_t js = p->cfg.job_size;
-	uint64_t cpu = p->cfg.cpu_ns ? mfd__thread_cpu_ns() : 0;
+	w->cpu_mark = p->cfg.cpu_ns ? mfd__thread_cpu_ns() : 0;
+	self = w;
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -74,11 +79,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		int rc = p->cfg.fn(p->cfg.owner, w->index, w->job);
-		if (p->cfg.cpu_ns) {	/* a syscall per job of megabytes: nothing */
-			uint64_t now = mfd__thread_cpu_ns();
-			__atomic_fetch_add(p->cfg.cpu_ns, now - cpu, __ATOMIC_RELAXED);
-			cpu = now;
-		}
+		mfd__pool_cpu_checkpoint();	/* a syscall per job of megabytes: nothing */
 
 		pthread_mutex_lock(&p->lock);
 		w->busy = false;
@@ -94,6 +95,16 @@ static void *worker_main(void *arg)
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+void mfd__pool_cpu_checkpoint(void)
+{
+	struct worker *w = self;
+	if (!w || !w->pool->cfg.cpu_ns)
+		return;
+	uint64_t now = mfd__thread_cpu_ns();
+	__atomic_fetch_add(w->pool->cfg.cpu_ns, now - w->cpu_mark, __ATOMIC_RELAXED);
+	w->cpu_mark = now;
 }
 
 int mfd__pool_create(struct mfd__pool **out, const struct mfd__pool_cfg *cfg)

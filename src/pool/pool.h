@@ -46,5 +46,9 @@ void mfd__pool_fail(struct mfd__pool *p, int code);
 void mfd__pool_stop(struct mfd__pool *p, int code);
 /* Stop (dropping queued jobs only if the pool failed; otherwise drains them), join, free. */
 void mfd__pool_destroy(struct mfd__pool *p);
+/* With cfg.cpu_ns: add the CPU time the calling worker used since its last checkpoint.  Called
+ * after every job, and from inside a job that runs long (a receiver runs until its channel's end
+ * of stream).  On a thread that is not a pool worker it does nothing. */
+void mfd__pool_cpu_checkpoint(void);
 
 #endif

@@ -9,9 +9,12 @@
  * may be in the page cache without being in our page tables) counts as all populated, as does
  * any failure: this is an optimisation, never a reason to lose a byte.
  *
- * With a dirty tracker the scan is made twice, before and after the tracker is armed (see
- * mfd__ram_populated): a page written between the two is present in the second, and the
- * tracker reports any later write. */
+ * With a dirty tracker the scan is made twice, before and after the tracker is armed (rounds.c):
+ * a page written between the two has a page table entry in the second (present, or a swap or
+ * migration entry if the kernel moved it meanwhile), and the tracker reports any later write.
+ * A uffd-wp tracker leaves markers on never-touched pages, which look like swap entries to
+ * PAGEMAP_SCAN; /proc/self/pagemap names them (swap type SWP_PTE_MARKER, 31, when the caller may
+ * see swap details: CAP_SYS_ADMIN; otherwise every swap entry counts as data). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -91,25 +94,43 @@ static int scan(int fd, const struct mfd__block *b, uint64_t want, uint64_t *bit
 	return 0;
 }
 
-/* The fallback: a u64 per 4 KiB page (bit 63 present, 62 swapped). */
-static int scan_pagemap(int fd, const struct mfd__block *b, bool with_swapped, uint64_t *bitmap)
+bool mfd__pagemap_data(uint64_t e, bool skip_markers)
 {
-	uint64_t buf[512], sub = b->page_size / 4096, start = (uintptr_t)b->host / 4096;
-	uint64_t n = b->len / 4096;
+	if (e >> 63)
+		return true;		/* present */
+	if (!((e >> 62) & 1))
+		return false;		/* no entry: never touched (or dropped by the kernel) */
+	/* A swap entry.  A uffd-wp marker has swap type (bits 0-4) SWP_PTE_MARKER, 31, and a
+	 * non-zero offset; without CAP_SYS_ADMIN type and offset read 0: counted as data. */
+	bool marker = (e & 31) == 31 && ((e & ((1ull << 55) - 1)) >> 5) != 0;
+	return !(skip_markers && marker);
+}
+
+/* The fallback, and the marker-aware scan: a u64 per host page (bit 63 present, 62 swap entry).
+ * The block must be made of whole host pages (-EINVAL otherwise: the caller then counts every
+ * page). */
+static int scan_pagemap(int fd, const struct mfd__block *b, bool skip_markers, uint64_t *bitmap)
+{
+	long hp = sysconf(_SC_PAGESIZE);
+	if (hp <= 0 || b->page_size % (uint64_t)hp || (uintptr_t)b->host % (uint64_t)hp ||
+	    b->len % (uint64_t)hp)
+		return -EINVAL;
+	uint64_t buf[512], sub = b->page_size / (uint64_t)hp, start = (uintptr_t)b->host / (uint64_t)hp;
+	uint64_t n = b->len / (uint64_t)hp;
 	for (uint64_t i = 0; i < n;) {
 		size_t k = (size_t)MFD_MIN((uint64_t)MFD_ARRAY_SIZE(buf), n - i);
 		ssize_t r = pread(fd, buf, k * 8, (off_t)((start + i) * 8));
 		if (r != (ssize_t)(k * 8))
 			return r < 0 ? -errno : -EIO;
 		for (size_t j = 0; j < k; j++)
-			if ((buf[j] >> 63) || (with_swapped && ((buf[j] >> 62) & 1)))
+			if (mfd__pagemap_data(buf[j], skip_markers))
 				mfd__bit_set(bitmap, (i + j) / sub);
 		i += k;
 	}
 	return 0;
 }
 
-int mfd__ram_populated(const struct mfd__block *b, bool present_only, uint64_t *bitmap)
+int mfd__ram_populated(const struct mfd__block *b, bool skip_markers, uint64_t *bitmap)
 {
 	size_t words = mfd__bitmap_words(b->npages);
 	if (!private_anonymous((uintptr_t)b->host, (uintptr_t)b->host + b->len))
@@ -117,10 +138,14 @@ int mfd__ram_populated(const struct mfd__block *b, bool present_only, uint64_t *
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		goto all;
-	uint64_t want = PAGE_IS_PRESENT | (present_only ? 0 : PAGE_IS_SWAPPED);
-	int rc = scan(fd, b, want, bitmap);
-	if (rc == -EINVAL || rc == -ENOTTY || rc == -EOPNOTSUPP)	/* no PAGEMAP_SCAN */
-		rc = scan_pagemap(fd, b, !present_only, bitmap);
+	int rc;
+	if (skip_markers) {	/* PAGEMAP_SCAN cannot tell a marker from a swap entry */
+		rc = scan_pagemap(fd, b, true, bitmap);
+	} else {
+		rc = scan(fd, b, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, bitmap);
+		if (rc == -EINVAL || rc == -ENOTTY || rc == -EOPNOTSUPP)	/* no PAGEMAP_SCAN */
+			rc = scan_pagemap(fd, b, false, bitmap);
+	}
 	close(fd);
 	if (rc == 0)
 		return 0;

@@ -20,6 +20,10 @@ struct mfd__tracker;
 
 struct mfd__tracker_ops {
 	const char *name;
+	/* start() leaves a marker in the page table entry of every never-touched page, which
+	 * pagemap shows as a swap entry (uffd-wp with WP_UNPOPULATED): ram/resident.c must then
+	 * tell markers from real swap entries. */
+	bool marks_untouched;
 	int (*start)(struct mfd__tracker *t, struct mfd_error *err);
 	/* OR the pages of block `block` written since the last sync into bitmap; re-arm them.
 	 * Returns 0, MFD_EBLOCK (no such block), MFD_ESTATE (not started) or a system error.

@@ -656,6 +656,7 @@ static void uffd_destroy(struct mfd__tracker *t)
 
 static const struct mfd__tracker_ops uffd_ops = {
 	.name = "uffd",
+	.marks_untouched = true,
 	.start = uffd_start,
 	.sync = uffd_sync,
 	.stop = uffd_stop,
