@@ -155,7 +155,10 @@ enum mfd_option {
 				 * each halves the dirty set (a ceiling, not a target) */
 	MFD_OPT_MAX_BANDWIDTH,	/* bytes per second over all channels; 0 = unlimited (0) */
 	MFD_OPT_DEADLINE_MS,	/* give up converging after this long; 0 = never (0) */
-	MFD_OPT_DEADLINE_FORCE,	/* at the deadline: 1 = switch over anyway, 0 = fail (0) */
+	MFD_OPT_DEADLINE_FORCE,	/* at the deadline: 1 = switch over anyway, 0 = fail (0) --
+				 * unless the deadline comes within 2 rounds of an extra round
+				 * the controller chose under the limit that overshot it: then it
+				 * switches over */
 	MFD_OPT_AUTO_THROTTLE,	/* 1: ask the embedder to throttle when not converging (1) */
 	MFD_OPT_THROTTLE_INITIAL,	/* first throttle percentage (20) */
 	MFD_OPT_THROTTLE_STEP,	/* added each round that still does not converge (10) */

@@ -93,6 +93,15 @@ int main(void)
 	/* The same burst without an extra round before it still fails at the deadline. */
 	mfd__converge_init(&c, &k);
 	CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_FAIL);
+	/* An early extra round does not excuse a guest that turns hot for good: after the bet's
+	 * aftermath (2 rounds over the limit), the deadline fails as configured. */
+	mfd__converge_init(&c, &k);
+	CHECK_EQ(mfd__converge_step(&c, &r), MFD_DECIDE_CONTINUE);	/* the extra round */
+	burst.elapsed_ms = 2000;
+	for (int i = 0; i < 5; i++)
+		CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_CONTINUE);
+	burst.elapsed_ms = 5000;
+	CHECK_EQ(mfd__converge_step(&c, &burst), MFD_DECIDE_FAIL);
 	k.deadline_ms = 0;
 
 	/* A guest dirtying 800 MB/s against 1 GB/s: not converging; throttle after two hot rounds,

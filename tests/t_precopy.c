@@ -79,7 +79,7 @@ struct live_cfg {
 	bool no_barrier;
 	bool no_settle;
 	bool slow_dest;		/* the destination reads slowly (slow_reads) */
-	int stall_ms;		/* the source's MFD_OPT_STALL_MS (0: the default) */
+	int settle_ms;		/* the source's bound on its settle wait (0: the stall time) */
 	int64_t max_bw;
 	int64_t deadline_ms;
 	bool no_throttle;
@@ -153,8 +153,6 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 		mfd_session_set(s, MFD_OPT_MAX_BANDWIDTH, c->max_bw);
 	if (c->deadline_ms)
 		mfd_session_set(s, MFD_OPT_DEADLINE_MS, c->deadline_ms);
-	if (c->stall_ms)
-		mfd_session_set(s, MFD_OPT_STALL_MS, c->stall_ms);
 	if (c->no_throttle)
 		mfd_session_set(s, MFD_OPT_AUTO_THROTTLE, 0);
 	if (c->throttle_initial)
@@ -165,7 +163,8 @@ static void run_live(const struct live_cfg *c, struct live_res *r)
 	/* no_settle: the source waits for no round acknowledgement before it stops, so the final
 	 * round races the earlier ones as it would past the settle's bound: the ordering must
 	 * hold all the same (and the stress's stall at the stop stays a race). */
-	struct mfd__test_knobs sk = { .min_rounds = c->min_rounds, .no_settle = c->no_settle };
+	struct mfd__test_knobs sk = { .min_rounds = c->min_rounds, .no_settle = c->no_settle,
+				      .settle_ms = c->settle_ms };
 	if (c->delays)
 		sk.hook = delay_hook;
 	mfd__session_set_test_knobs(s, &sk);
@@ -240,14 +239,14 @@ static bool stress(bool no_barrier)
 
 /* The settle: 16 MiB of random pages (nothing zero), 2 MiB rewritten, at least 3 rounds, over
  * TCP to a destination that lags.  At the stop, the destination holds every page sent.  With
- * no_settle (the test knob) or a settle bounded below the drain (the source's stall time, 50 ms
- * here against about 250 ms of drain), the stop finds pages in flight, and the migration
- * completes all the same. */
-static void settles_before_stop(bool no_settle, int stall_ms)
+ * no_settle (the test knob) or a settle bounded below the drain (50 ms here against about 250 ms
+ * of drain; a test knob, which is the stall time otherwise), the stop finds pages in flight, and
+ * the migration completes all the same. */
+static void settles_before_stop(bool no_settle, int settle_ms)
 {
 	struct live_cfg c = { .len = 16u << 20, .dirty_len = 2u << 20, .writers = 1,
 			      .pages_per_ms = 20, .channels = 4, .min_rounds = 3,
-			      .slow_dest = true, .no_settle = no_settle, .stall_ms = stall_ms,
+			      .slow_dest = true, .no_settle = no_settle, .settle_ms = settle_ms,
 			      .listen = "tcp:127.0.0.1:0", .on_stop = count_at_stop,
 			      .cancel_after_ms = -1 };
 	struct live_res r;
@@ -255,14 +254,14 @@ static void settles_before_stop(bool no_settle, int stall_ms)
 	run_live(&c, &r);
 	fprintf(stderr, "settle%s%s: rc %d (%s), rounds %llu, at the stop the source had sent %llu "
 		"pages and the destination held %llu; downtime %llu ms\n",
-		no_settle ? " off" : "", stall_ms ? " bounded" : "", r.src_rc, r.src_msg, (unsigned long long)r.st.rounds,
+		no_settle ? " off" : "", settle_ms ? " bounded" : "", r.src_rc, r.src_msg, (unsigned long long)r.st.rounds,
 		(unsigned long long)settle_src_pages, (unsigned long long)settle_dst_pages,
 		(unsigned long long)r.st.downtime_ms);
 	CHECK_CODE(r.src_rc, 0);
 	CHECK(r.equal);
 	CHECK(r.st.rounds >= 3);
 	CHECK(settle_src_pages >= (16u << 20) / 4096);
-	if (!no_settle && !stall_ms) {
+	if (!no_settle && !settle_ms) {
 		CHECK_EQ(settle_dst_pages, settle_src_pages);
 		/* The destination's CPU time is counted round by round, not only at the end. */
 		CHECK(settle_dst_cpu > 0);

@@ -1,7 +1,7 @@
 /* t_round_ack — a destination that lies in its round acknowledgements.  A real source migrates a
  * live (manually tracked) block to a hand-made destination that handshakes, accepts the block
  * table, then sends a ROUND_ACK that is wrong: a round never sent, a duplicate, a short record,
- * reserved bytes set.  The source must fail with the exact code, naming the round where it
+ * reserved bytes set, a COMMIT before any acknowledgement.  The source must fail with the exact code, naming the round where it
  * applies, never stop its guest, and join every thread.  (The honest destination's
  * acknowledgements, and the wait for them before the stop, are t_precopy's settle test.) */
 #include <poll.h>
@@ -13,7 +13,7 @@
 
 #define NCH 3	/* main + 2 data channels */
 
-enum lie { ROUND_NEVER_SENT, ROUND_TWICE, SHORT_RECORD, RESERVED_SET };
+enum lie { ROUND_NEVER_SENT, ROUND_TWICE, SHORT_RECORD, RESERVED_SET, COMMIT_UNACKED };
 
 static void send_ack(int fd, uint64_t *seq, uint32_t round, uint32_t len, uint8_t reserved)
 {
@@ -84,6 +84,10 @@ static void fake_destination(int lfd, enum lie lie)
 	case RESERVED_SET:
 		send_ack(fds[0], &seq, 0, MFD_ROUND_ACK_LEN, 1);
 		break;
+	case COMMIT_UNACKED:	/* rounds went out, none acknowledged, and a COMMIT */
+		usleep(300000);
+		fake_send_pkt(fds[0], &seq, MFD_PKT_COMMIT, sm, sizeof(sm), NULL, 0);
+		break;
 	}
 	drain(fds);
 	_exit(0);
@@ -139,5 +143,6 @@ int main(void)
 	lying_destination(ROUND_TWICE, MFD_EROUND, "acknowledged round 0; expected round 1");
 	lying_destination(SHORT_RECORD, MFD_ELENGTH, "round acknowledgement of 4 bytes");
 	lying_destination(RESERVED_SET, MFD_EFEATURE, "round acknowledgement reserved bytes");
+	lying_destination(COMMIT_UNACKED, MFD_EROUND, "committed with 0 of");
 	return t_done("t_round_ack");
 }

@@ -41,6 +41,7 @@ static bool shrink_more(struct mfd__converge *c, const struct mfd__round *r, uin
 	if (c->cfg.deadline_ms && r->elapsed_ms + 2 * c->expected_downtime_ms >= c->cfg.deadline_ms)
 		return false;
 	c->extra_rounds++;
+	c->bet_rounds = 1;	/* open: the rounds since this one are its aftermath */
 	return true;
 }
 
@@ -69,16 +70,22 @@ enum mfd__decision mfd__converge_step(struct mfd__converge *c, const struct mfd_
 
 	uint64_t prev = c->prev_dirty;
 	c->prev_dirty = r->dirty_bytes;
-	if (c->expected_downtime_ms <= c->cfg.downtime_ms)
+	if (c->expected_downtime_ms <= c->cfg.downtime_ms) {
+		c->bet_rounds = 0;
 		return shrink_more(c, r, prev) ? MFD_DECIDE_CONTINUE : MFD_DECIDE_SWITCHOVER;
-	/* Over the limit.  After an extra round we chose, that is our bet gone wrong (the guest
-	 * rewrote more than estimated), not a guest that cannot converge: the deadline then
-	 * switches over instead of failing a migration that could have completed.  Until then the
+	}
+	/* An extra round's aftermath lasts MFD_CONVERGE_BET_ROUNDS rounds over the limit; a guest
+	 * still hot after that is one that does not converge, as without the bet. */
+	bool bet_open = c->bet_rounds && c->bet_rounds <= MFD_CONVERGE_BET_ROUNDS;
+	if (c->bet_rounds)
+		c->bet_rounds++;
+	/* Over the limit.  Right after an extra round we chose, that is our bet gone wrong (the
+	 * guest rewrote more than estimated), not a guest that cannot converge: a deadline then
+	 * switches over instead of failing a migration that could have completed.  Otherwise the
 	 * rounds go on as always (the next estimate under the limit switches over; a guest hot for
-	 * two rounds is throttled). */
+	 * two rounds is throttled), and the deadline does what it is configured to. */
 	if (c->cfg.deadline_ms && r->elapsed_ms >= c->cfg.deadline_ms)
-		return c->cfg.deadline_force || c->extra_rounds ? MFD_DECIDE_SWITCHOVER
-								: MFD_DECIDE_FAIL;
+		return c->cfg.deadline_force || bet_open ? MFD_DECIDE_SWITCHOVER : MFD_DECIDE_FAIL;
 
 	/* Auto-converge: a guest dirtying more than half of what we can send will not let the
 	 * dirty set shrink fast enough; after two such rounds in a row, throttle it harder. */

@@ -9,8 +9,9 @@
  * not a target: up to MFD_CONVERGE_EXTRA such rounds, while they keep halving it and its share
  * of the downtime is over MFD_CONVERGE_FLOOR_MS); otherwise it keeps going,
  * raising the throttle while the guest dirties memory at more than half the bandwidth; at the
- * deadline it fails or forces the switchover, as configured (and switches over when an extra
- * round it chose overshot the limit: that was its bet, not the guest's failure).  Pure computation: no I/O, no
+ * deadline it fails or forces the switchover, as configured (but switches over when the deadline
+ * comes within MFD_CONVERGE_BET_ROUNDS rounds of an extra round it chose that overshot the limit:
+ * that was its bet, not the guest's failure).  Pure computation: no I/O, no
  * threads, so it is tested on its own. */
 #ifndef MFD_MIGRATE_CONVERGE_H
 #define MFD_MIGRATE_CONVERGE_H
@@ -29,6 +30,7 @@ struct mfd__converge_cfg {
 #define MFD_CONVERGE_WINDOW 8
 #define MFD_CONVERGE_EXTRA 4		/* rounds taken under the limit to shrink the downtime */
 #define MFD_CONVERGE_FLOOR_MS 5		/* a downtime not worth another round */
+#define MFD_CONVERGE_BET_ROUNDS 2	/* rounds over the limit that an extra round answers for */
 
 struct mfd__converge {
 	struct mfd__converge_cfg cfg;
@@ -38,6 +40,7 @@ struct mfd__converge {
 	unsigned hot_rounds;		/* consecutive rounds dirtying faster than bw / 2 */
 	unsigned extra_rounds;		/* rounds taken under the limit so far */
 	uint64_t prev_dirty;		/* dirty bytes after the previous round */
+	unsigned bet_rounds;		/* 0, or 1 + rounds over the limit since an extra round */
 	/* Outputs of the last step. */
 	uint64_t bandwidth_bps, dirty_rate_bps, expected_downtime_ms, eta_ms;
 };

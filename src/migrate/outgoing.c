@@ -7,7 +7,7 @@
  * starts a reader thread on the main channel: it waits for the destination's COMMIT, or its
  * ERROR record, which it turns into the session's error at once (so a failing destination stops
  * the source promptly), counts the destination's round acknowledgements, and pings the channel
- * while it is quiet.  The rounds' pages go to the
+ * four times a second.  The rounds' pages go to the
  * workers as RAM jobs (payload/ram_pages.c): each detects zero pages and writes a RAM packet —
  * header, offsets, then the pages straight from source memory — on its own channel; each round
  * ends with a SYNC marker on every data channel.  Once the switchover is decided, the run waits
@@ -150,6 +150,23 @@ static int outgoing_connect(struct mfd_session *s, const char *uri, struct mfd_e
 	return 0;
 }
 
+/* An honest destination acknowledges every round before it commits (its receivers send the
+ * acknowledgements before they finish; COMMIT comes after they did). */
+static int commit_after_acks(struct mfd_session *s, struct mfd_error *err)
+{
+	struct outgoing *o = s->priv;
+	if (!(s->nego.features & MFD_FEAT_ROUND_ACK))
+		return 0;
+	uint32_t synced = __atomic_load_n(&o->synced, __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&o->ack_lock);
+	uint32_t acked = o->acked;
+	pthread_mutex_unlock(&o->ack_lock);
+	if (acked == synced)
+		return 0;
+	return mfd__err_set(err, MFD_EROUND, 0, "destination committed with %u of %u rounds "
+			    "acknowledged", acked, synced);
+}
+
 /* ---- the main channel ------------------------------------------------------------------------- */
 
 static void *reader_main(void *arg)
@@ -159,18 +176,19 @@ static void *reader_main(void *arg)
 	uint8_t *meta = malloc(MFD_PROTO_MAX_META);
 	struct mfd_error e;
 	mfd_error_clear(&e);
+	uint64_t cpu_mark = 0;
 	if (!meta) {
 		mfd__session_fail(s, -ENOMEM, 0, "main channel reader");
-		return NULL;
+		goto done;
 	}
-	/* While the main channel is quiet (rounds, switchover, digests), ping it so the destination
-	 * can tell a slow migration from a vanished source.  The period hardly depends on our own
+	/* Ping the main channel four times a second, so the destination can tell a slow migration
+	 * (rounds, switchover, digests) from a vanished source.  The period hardly depends on our own
 	 * stall time: the destination's is what matters, and it may be shorter (or ours 0).  A
 	 * 32-byte packet four times a second costs nothing. */
 	int t = s->opt.stall_ms;
 	int ping_ms = t > 0 ? MFD_MIN(MFD_MAX(t / 4, 1), 250) : 250;
 	/* The pings keep their period whatever comes the other way (round acknowledgements). */
-	uint64_t next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u, cpu_mark = 0;
+	uint64_t next_ping = mfd__now_ns() + (uint64_t)ping_ms * 1000000u;
 	for (;;) {
 		struct mfd__pkt_hdr h;
 		uint64_t now = mfd__now_ns();
@@ -194,7 +212,8 @@ static void *reader_main(void *arg)
 		if (e.code) {
 			/* reported below */
 		} else if (rc == 0 && h.type == MFD_PKT_COMMIT) {
-			if (mfd__status_decode(meta, h.meta_len, &o->commit, 0, &e) == 0)
+			if (mfd__status_decode(meta, h.meta_len, &o->commit, 0, &e) == 0 &&
+			    commit_after_acks(s, &e) == 0)
 				o->got_commit = true;
 		} else if (rc == 0) {
 			mfd__err_set(&e, MFD_ETYPE, 0, "unexpected packet type %u from the destination",
@@ -203,6 +222,7 @@ static void *reader_main(void *arg)
 		mfd__session_fail_err(s, &e);	/* nothing when the commit was good */
 		break;
 	}
+done:
 	pthread_mutex_lock(&o->ack_lock);
 	o->reader_done = true;
 	pthread_cond_broadcast(&o->ack_cond);
@@ -333,17 +353,23 @@ static int stream_settle(struct mfd_session *s, uint32_t rounds)
 	struct outgoing *o = s->priv;
 	if (!(s->nego.features & MFD_FEAT_ROUND_ACK) || s->opt.knobs.no_settle)
 		return 0;
-	uint64_t now = mfd__now_ns();
-	uint64_t end = now + (uint64_t)(s->opt.stall_ms > 0 ? s->opt.stall_ms : 2000) * 1000000u;
-	pthread_mutex_lock(&o->ack_lock);
-	while (o->acked < rounds && !o->reader_done && now < end && !mfd__session_canceled(s)) {
+	int bound = s->opt.knobs.settle_ms ? s->opt.knobs.settle_ms
+			: s->opt.stall_ms > 0 ? s->opt.stall_ms : 2000;
+	uint64_t now = mfd__now_ns(), end = now + (uint64_t)bound * 1000000u;
+	/* ack_lock is a leaf: the cancel and the error box are looked at outside it. */
+	while (!mfd__session_canceled(s) && !mfd__errbox_code(&s->errbox)) {
 		uint64_t t = MFD_MIN(end, now + 20000000u);	/* a cancel is seen within 20 ms */
 		struct timespec ts = { .tv_sec = (time_t)(t / 1000000000u),
 				       .tv_nsec = (long)(t % 1000000000u) };
-		pthread_cond_timedwait(&o->ack_cond, &o->ack_lock, &ts);
+		pthread_mutex_lock(&o->ack_lock);
+		if (o->acked < rounds && !o->reader_done)
+			pthread_cond_timedwait(&o->ack_cond, &o->ack_lock, &ts);
+		bool done = o->acked >= rounds || o->reader_done;
+		pthread_mutex_unlock(&o->ack_lock);
 		now = mfd__now_ns();
+		if (done || now >= end)
+			break;
 	}
-	pthread_mutex_unlock(&o->ack_lock);
 	if (mfd__session_canceled(s))
 		return MFD_ECANCELED;
 	return mfd__errbox_code(&s->errbox);

@@ -47,6 +47,7 @@ struct mfd__test_knobs {
 	bool no_barrier;		/* incoming: do NOT wait at SYNC markers (breaks ordering) */
 	bool no_settle;			/* outgoing: stop the guest without waiting for the round
 					 * acknowledgements (the ordering must hold without them) */
+	int settle_ms;			/* outgoing: bound of that wait (0: the stall time) */
 	mfd__chan_hook_fn hook;		/* installed on every channel */
 	void *hook_ctx;
 };

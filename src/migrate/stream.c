@@ -46,7 +46,9 @@ static int sync_recv(struct mfd__worker *w, const struct mfd__payload *p, const 
 	}
 	/* The SYNC that completes a round: every page of the round has landed (each receiver
 	 * writes a packet's pages before it reads the next packet, and with the barrier no channel
-	 * reads a SYNC of the next round before this one).  Its receiver acknowledges the round. */
+	 * reads a SYNC of the next round before this one).  Its receiver acknowledges the round.
+	 * (With the no_barrier test knob the count mixes rounds and an acknowledgement may come
+	 * early; the tests that use it turn the source's wait off.) */
 	mfd__pool_cpu_checkpoint();	/* each round's CPU in the statistics */
 	if (s->nego.features & MFD_FEAT_ROUND_ACK) {
 		unsigned data = s->nchan - 1;
