@@ -1,8 +1,10 @@
-/* tests/fakepeer.h — a hand-made source speaking protocol v1 with the real encoders, for tests
- * that need control over ordering, timing and malformed fields. */
+/* tests/fakepeer.h — a hand-made source (and the start of a hand-made destination) speaking
+ * protocol v1 with the real encoders, for tests that need control over ordering, timing and
+ * malformed fields. */
 #ifndef MFD_FAKEPEER_H
 #define MFD_FAKEPEER_H
 
+#include "chan/chan.h"
 #include "core/io.h"
 #include "payload/ram_batch.h"
 #include "proto/proto.h"
@@ -37,6 +39,43 @@ static inline void fake_send_pkt(int fd, uint64_t *seq, uint8_t type, const void
 		mfd__io_write_fd(fd, meta, meta_len);
 	if (data_len)
 		mfd__io_write_fd(fd, data, data_len);
+}
+
+/* A destination's admission: accept n channels on lfd (a real source connects them in order),
+ * each hello answered with its own features.  Returns the features, or -1 when a channel does
+ * not come, its hello is bad or out of order. */
+static inline int64_t fake_dest_admit(int lfd, int *fds, int n)
+{
+	uint64_t features = 0;
+	for (int i = 0; i < n; i++) {
+		fds[i] = mfd__sock_accept(lfd, 5000, -1, NULL);
+		uint8_t hb[MFD_HELLO_LEN], ab[MFD_ACCEPT_LEN];
+		struct mfd__hello h;
+		if (fds[i] < 0 || mfd__io_read_fd(fds[i], hb, sizeof(hb)) ||
+		    mfd__hello_decode(hb, sizeof(hb), &h, NULL) || h.channel_id != i)
+			return -1;
+		struct mfd__accept a = { .version = 1, .features = h.features };
+		mfd__accept_encode(ab, &a);
+		mfd__io_write_fd(fds[i], ab, sizeof(ab));
+		features = h.features;
+	}
+	return (int64_t)features;
+}
+
+/* Then the block table: read the main channel's first packet whole, answer BLOCKS_ACK (ok).
+ * Returns 0, or -1 when it is not BLOCKS. */
+static inline int fake_dest_accept_blocks(int fd, uint64_t *seq)
+{
+	static uint8_t skip[MFD_PROTO_MAX_META];
+	uint8_t hdr[MFD_PKT_HDR_LEN];
+	if (mfd__io_read_fd(fd, hdr, sizeof(hdr)) || mfd__io_read_fd(fd, skip, mfd__get32(hdr + 16)) ||
+	    hdr[4] != MFD_PKT_BLOCKS)
+		return -1;
+	struct mfd__status_rec ok = { 0 };
+	uint8_t sm[MFD_STATUS_REC_LEN];
+	mfd__status_encode(sm, &ok);
+	fake_send_pkt(fd, seq, MFD_PKT_BLOCKS_ACK, sm, sizeof(sm), NULL, 0);
+	return 0;
 }
 
 static inline void fake_send_blocks(int fd, uint64_t *seq, const struct mfd__block_desc *bd, uint32_t n)

@@ -115,26 +115,11 @@ static void fake_destination_closes_mid_packet(void)
 	pid_t pid = fork();
 	if (pid == 0) {
 		int fds[3];
-		for (int i = 0; i < 3; i++) {
-			fds[i] = mfd__sock_accept(lfd, 5000, -1, NULL);
-			uint8_t hb[MFD_HELLO_LEN], ab[MFD_ACCEPT_LEN];
-			struct mfd__hello h;
-			mfd__io_read_fd(fds[i], hb, sizeof(hb));
-			mfd__hello_decode(hb, sizeof(hb), &h, NULL);
-			struct mfd__accept a = { .version = 1, .features = h.features };
-			mfd__accept_encode(ab, &a);
-			mfd__io_write_fd(fds[i], ab, sizeof(ab));
-		}
-		/* Channels arrive in order here (the source connects 0, 1, 2). */
-		static uint8_t meta[MFD_PROTO_MAX_META];
-		uint8_t hdr[MFD_PKT_HDR_LEN];
-		mfd__io_read_fd(fds[0], hdr, sizeof(hdr));
-		mfd__io_read_fd(fds[0], meta, mfd__get32(hdr + 16));
+		if (fake_dest_admit(lfd, fds, 3) < 0)	/* the source connects 0, 1, 2 in order */
+			_exit(2);
 		uint64_t seq = 0;
-		struct mfd__status_rec ok = { 0 };
-		uint8_t sm[MFD_STATUS_REC_LEN];
-		mfd__status_encode(sm, &ok);
-		fake_send_pkt(fds[0], &seq, MFD_PKT_BLOCKS_ACK, sm, sizeof(sm), NULL, 0);
+		if (fake_dest_accept_blocks(fds[0], &seq))
+			_exit(3);
 		static uint8_t part[100000];
 		mfd__io_read_fd(fds[1], part, sizeof(part));	/* header, meta, part of the data */
 		_exit(0);	/* closes everything mid-packet */

@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include "fakepeer.h"
 #include "guest.h"
-#include "chan/chan.h"
 #include "migrate/session.h"
 
 #define NCH 3	/* main + 2 data channels */
@@ -45,29 +44,15 @@ static void drain(const int *fds)
 static void fake_destination(int lfd, enum lie lie)
 {
 	int fds[NCH];
-	for (int i = 0; i < NCH; i++) {
-		fds[i] = mfd__sock_accept(lfd, 5000, -1, NULL);
-		uint8_t hb[MFD_HELLO_LEN], ab[MFD_ACCEPT_LEN];
-		struct mfd__hello h;
-		if (fds[i] < 0 || mfd__io_read_fd(fds[i], hb, sizeof(hb)) ||
-		    mfd__hello_decode(hb, sizeof(hb), &h, NULL) || h.channel_id != i ||
-		    !(h.features & MFD_FEAT_ROUND_ACK))
-			_exit(2);	/* the source connects 0, 1, 2 in order and offers the feature */
-		struct mfd__accept a = { .version = 1, .features = h.features };
-		mfd__accept_encode(ab, &a);
-		mfd__io_write_fd(fds[i], ab, sizeof(ab));
-	}
-	/* BLOCKS (the first packet on the main channel): skip it whole, accept it. */
-	static uint8_t skip[MFD_PROTO_MAX_META];
-	uint8_t hdr[MFD_PKT_HDR_LEN];
-	if (mfd__io_read_fd(fds[0], hdr, sizeof(hdr)) ||
-	    mfd__io_read_fd(fds[0], skip, mfd__get32(hdr + 16)) || hdr[4] != MFD_PKT_BLOCKS)
-		_exit(3);
+	int64_t features = fake_dest_admit(lfd, fds, NCH);
+	if (features < 0 || !(features & (int64_t)MFD_FEAT_ROUND_ACK))
+		_exit(2);	/* the source connects 0, 1, 2 in order and offers the feature */
 	uint64_t seq = 0;
+	if (fake_dest_accept_blocks(fds[0], &seq))
+		_exit(3);
 	struct mfd__status_rec ok = { 0 };
 	uint8_t sm[MFD_STATUS_REC_LEN];
 	mfd__status_encode(sm, &ok);
-	fake_send_pkt(fds[0], &seq, MFD_PKT_BLOCKS_ACK, sm, sizeof(sm), NULL, 0);
 	switch (lie) {
 	case ROUND_NEVER_SENT:
 		send_ack(fds[0], &seq, 1000, MFD_ROUND_ACK_LEN, 0);
